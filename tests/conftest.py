@@ -1,0 +1,7 @@
+"""Shared pytest setup: make the package importable from a plain checkout."""
+
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "workflow"))

@@ -1,0 +1,291 @@
+"""Every registry entry of every factor, on 1-D signals and 2-D images."""
+
+import math
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from whatmatters.factors import FACTORS
+from whatmatters.factors.optimizer import Lion
+from whatmatters.factors.registry import Registry
+from whatmatters.errors import StudyError
+
+SHAPES = {"signal": (1, 40), "image": (1, 8, 8), "rgb": (3, 32, 32)}
+
+
+def build(factor, kind, *args, **settings):
+    registry = FACTORS[factor]
+    return registry.build(kind, registry.resolve("test", kind, settings), *args)
+
+
+def params_for(factor, kind):
+    """Settings a kind requires (only the optimizer's lr has no default)."""
+    return {"lr": 0.01} if factor == "optimizer" else {}
+
+
+def test_registries_cover_required_levels():
+    required = {
+        "init": {"default", "he", "xavier", "lecun", "orthogonal", "normal"},
+        "optimizer": {"sgd", "nesterov", "adam", "adamw", "rmsprop", "lion", "signsgd"},
+        "architecture": {"mlp", "cnn", "resnet", "transformer"},
+        "loss": {"cross_entropy", "brier", "label_smoothing", "focal"},
+        "augmentation": {"none", "shift", "noise", "mixup"},
+        "schedule": {"constant", "step", "cosine", "warmup_cosine", "onecycle"},
+        "regularization": {"none", "weight_decay", "dropout", "both"},
+    }
+    for factor, kinds in required.items():
+        assert kinds <= set(FACTORS[factor].kinds()), factor
+
+
+# ---- architecture -------------------------------------------------------------------------
+
+@pytest.mark.parametrize("shape", SHAPES.values(), ids=SHAPES)
+@pytest.mark.parametrize("kind", FACTORS["architecture"].kinds())
+def test_architecture_maps_inputs_to_logits(kind, shape):
+    model = build("architecture", kind, shape, 7, 0.0)
+    x = torch.randn(5, *shape)
+    out = model(x)
+    assert out.shape == (5, 7)
+    out.sum().backward()  # trainable end to end
+    assert all(p.grad is not None for p in model.parameters() if p.requires_grad)
+
+
+@pytest.mark.parametrize("kind", FACTORS["architecture"].kinds())
+def test_architecture_takes_dropout_from_regularization(kind):
+    model = build("architecture", kind, (1, 8, 8), 10, 0.3)
+    rates = [m.p for m in model.modules() if isinstance(m, torch.nn.Dropout)]
+    assert rates and all(p == 0.3 for p in rates)
+
+
+def test_width_and_depth_change_the_network():
+    small = build("architecture", "mlp", (1, 40), 10, 0.0, width=16, depth=1)
+    big = build("architecture", "mlp", (1, 40), 10, 0.0, width=64, depth=3)
+    count = lambda m: sum(p.numel() for p in m.parameters())
+    assert count(small) == 40 * 16 + 16 + 16 * 10 + 10
+    assert count(big) > 4 * count(small)
+
+
+# ---- init ---------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("shape", SHAPES.values(), ids=SHAPES)
+@pytest.mark.parametrize("arch", FACTORS["architecture"].kinds())
+@pytest.mark.parametrize("kind", FACTORS["init"].kinds())
+def test_init_applies_to_every_architecture(kind, arch, shape):
+    torch.manual_seed(0)
+    model = build("architecture", arch, shape, 10, 0.0)
+    build("init", kind, model, torch.Generator().manual_seed(1))
+    assert torch.isfinite(model(torch.randn(2, *shape))).all()
+
+
+@pytest.mark.parametrize("kind, expected_std", [
+    ("he", lambda fan_in, fan_out: math.sqrt(2 / fan_in)),
+    ("lecun", lambda fan_in, fan_out: math.sqrt(1 / fan_in)),
+    ("xavier", lambda fan_in, fan_out: math.sqrt(2 / (fan_in + fan_out))),
+    ("normal", lambda fan_in, fan_out: 0.01),
+    ("orthogonal", lambda fan_in, fan_out: math.sqrt(1 / fan_in)),  # rows of a 512x256 orthogonal matrix
+])
+def test_init_scales(kind, expected_std):
+    layer = torch.nn.Linear(512, 256)
+    build("init", kind, layer, torch.Generator().manual_seed(0))
+    assert layer.weight.std().item() == pytest.approx(expected_std(512, 256), rel=0.05)
+    assert torch.all(layer.bias == 0)
+
+
+def test_init_draws_from_its_own_generator():
+    def weights(seed):
+        layer = torch.nn.Linear(20, 20)
+        build("init", "he", layer, torch.Generator().manual_seed(seed))
+        return layer.weight.detach().clone()
+
+    assert torch.equal(weights(3), weights(3))
+    assert not torch.equal(weights(3), weights(4))
+
+
+# ---- optimizer ----------------------------------------------------------------------------
+
+@pytest.mark.parametrize("kind", FACTORS["optimizer"].kinds())
+def test_optimizer_reduces_a_convex_loss(kind):
+    torch.manual_seed(0)
+    w = torch.nn.Parameter(torch.randn(10))
+    opt = build("optimizer", kind, [w], 0.0, lr=0.01)
+    start = w.detach().pow(2).sum().item()
+    for _ in range(50):
+        opt.zero_grad()
+        w.pow(2).sum().backward()
+        opt.step()
+    assert w.detach().pow(2).sum().item() < 0.9 * start
+
+
+def test_optimizer_requires_lr():
+    with pytest.raises(StudyError, match="missing required setting 'lr'"):
+        FACTORS["optimizer"].resolve("factors.optimizer.levels[0] (adam)", "adam", {})
+
+
+def test_lion_first_step_is_a_signed_step_of_size_lr():
+    w = torch.nn.Parameter(torch.tensor([1.0, -2.0, 3.0]))
+    opt = Lion([w], lr=0.1, betas=(0.9, 0.99), weight_decay=0.0)
+    w.grad = torch.tensor([0.5, -4.0, 0.0])
+    opt.step()
+    assert torch.allclose(w.detach(), torch.tensor([0.9, -1.9, 3.0]))
+
+
+def test_signsgd_steps_along_the_gradient_sign_with_decoupled_decay():
+    w = torch.nn.Parameter(torch.tensor([1.0, -1.0]))
+    opt = build("optimizer", "signsgd", [w], 0.5, lr=0.1)
+    w.grad = torch.tensor([3.0, 3.0])
+    opt.step()
+    assert torch.allclose(w.detach(), torch.tensor([1.0 * 0.95 - 0.1, -1.0 * 0.95 - 0.1]))
+
+
+# ---- loss ---------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("kind", FACTORS["loss"].kinds())
+def test_loss_prefers_the_right_answer(kind):
+    loss = build("loss", kind)
+    target = F.one_hot(torch.tensor([0, 1, 2]), 3).float()
+    good = loss(10 * target, target)
+    bad = loss(10 * (1 - target), target)
+    assert torch.isfinite(good) and good < bad
+
+
+@pytest.mark.parametrize("kind", FACTORS["loss"].kinds())
+def test_loss_accepts_soft_targets(kind):
+    logits = torch.randn(4, 5, requires_grad=True)
+    target = torch.softmax(torch.randn(4, 5), -1)
+    value = build("loss", kind)(logits, target)
+    value.backward()
+    assert value.ndim == 0 and torch.isfinite(logits.grad).all()
+
+
+def test_loss_values_by_hand():
+    logits = torch.zeros(2, 4)  # uniform prediction
+    target = F.one_hot(torch.tensor([0, 3]), 4).float()
+    assert build("loss", "cross_entropy")(logits, target).item() == pytest.approx(math.log(4))
+    assert build("loss", "brier")(logits, target).item() == pytest.approx(0.75**2 + 3 * 0.25**2)
+    # focal with gamma = 0 is cross-entropy; with gamma = 2 it is scaled by (1 - 1/4)^2
+    assert build("loss", "focal", gamma=0.0)(logits, target).item() == pytest.approx(math.log(4))
+    assert build("loss", "focal", gamma=2.0)(logits, target).item() == pytest.approx(0.5625 * math.log(4))
+
+
+# ---- augmentation -------------------------------------------------------------------------
+
+@pytest.mark.parametrize("shape", [SHAPES["signal"], SHAPES["image"]], ids=["signal", "image"])
+@pytest.mark.parametrize("kind", FACTORS["augmentation"].kinds())
+def test_augmentation_keeps_shapes_and_is_seeded(kind, shape):
+    augment = build("augmentation", kind)
+    x = torch.randn(8, *shape)
+    y = F.one_hot(torch.arange(8) % 10, 10).float()
+    x1, y1 = augment(x, y, torch.Generator().manual_seed(5))
+    x2, y2 = augment(x, y, torch.Generator().manual_seed(5))
+    assert x1.shape == x.shape and y1.shape == y.shape
+    assert torch.allclose(y1.sum(-1), torch.ones(8))
+    assert torch.equal(x1, x2) and torch.equal(y1, y2)  # same stream, same batch
+
+
+def test_none_is_the_identity():
+    x, y = torch.randn(3, 1, 40), torch.eye(3)
+    assert build("augmentation", "none")(x, y, torch.Generator()) == (x, y)
+
+
+def test_shift_translates_each_sample_with_zero_fill():
+    x = torch.arange(1, 11, dtype=torch.float32).repeat(64, 1, 1)  # (64, 1, 10)
+    out, _ = build("augmentation", "shift", max_shift=2)(x, torch.zeros(64, 2), torch.Generator().manual_seed(0))
+    shifts = set()
+    for row in out[:, 0]:
+        kept = row[row != 0]
+        assert torch.equal(kept, torch.arange(kept[0].item(), kept[0].item() + len(kept)))  # contiguous run
+        assert len(kept) >= 8
+        shifts.add(int(kept[0].item()) - 1 if row[0] != 0 else -int((row == 0).nonzero()[-1]) - 1)
+    assert len(shifts) > 1  # samples get different offsets
+
+
+def test_mixup_mixes_inputs_and_targets_alike():
+    x = torch.arange(6, dtype=torch.float32).view(6, 1, 1)
+    y = F.one_hot(torch.arange(6), 6).float()
+    xm, ym = build("augmentation", "mixup", alpha=1.0)(x, y, torch.Generator().manual_seed(0))
+    # a mixed input equals the target-weighted average of the originals
+    assert torch.allclose(xm.view(6), ym @ x.view(6), atol=1e-5)
+
+
+def test_cutout_zeroes_one_box_per_sample():
+    x = torch.ones(4, 1, 8, 8)
+    out, _ = build("augmentation", "cutout", size=3)(x, torch.zeros(4, 2), torch.Generator().manual_seed(0))
+    assert torch.all((out == 0).flatten(1).sum(1) == 9)
+
+
+# ---- schedule -----------------------------------------------------------------------------
+
+def lr_trace(kind, total=100, **settings):
+    w = torch.nn.Parameter(torch.zeros(1))
+    opt = torch.optim.SGD([w], lr=1.0)
+    sched = build("schedule", kind, opt, total, **settings)
+    trace = []
+    for _ in range(total):
+        trace.append(opt.param_groups[0]["lr"])
+        opt.step()
+        sched.step()
+    return trace
+
+
+@pytest.mark.parametrize("kind", FACTORS["schedule"].kinds())
+def test_schedule_runs_its_course(kind):
+    trace = lr_trace(kind)
+    assert len(trace) == 100 and max(trace) <= 1.0 + 1e-9 and min(trace) >= 0
+
+
+def test_schedule_shapes():
+    assert set(lr_trace("constant")) == {1.0}
+    cos = lr_trace("cosine")
+    assert cos[0] == 1.0 and cos[-1] < 0.01 and all(a >= b for a, b in zip(cos, cos[1:]))
+    warm = lr_trace("warmup_cosine", warmup=0.1)
+    assert warm[0] < 0.2 and max(warm) == pytest.approx(1.0) and warm[-1] < 0.01
+    step = lr_trace("step", drops=2, gamma=0.1)
+    assert sorted(set(round(v, 6) for v in step)) == [0.01, 0.1, 1.0]
+    one = lr_trace("onecycle", warmup=0.3)
+    assert one[0] < 0.1 and max(one) == pytest.approx(1.0, rel=0.02) and one[-1] < 0.01
+
+
+def test_batch_size_is_a_setting_of_every_schedule():
+    for kind in FACTORS["schedule"].kinds():
+        assert FACTORS["schedule"].resolve("s", kind, {"batch_size": 32})["batch_size"] == 32
+
+
+# ---- regularization -----------------------------------------------------------------------
+
+def test_regularization_levels():
+    assert build("regularization", "none") == (0.0, 0.0)
+    assert build("regularization", "weight_decay", weight_decay=0.01) == (0.01, 0.0)
+    assert build("regularization", "dropout", p=0.2) == (0.0, 0.2)
+    assert build("regularization", "both", weight_decay=0.01, p=0.2) == (0.01, 0.2)
+
+
+# ---- registry -----------------------------------------------------------------------------
+
+def test_registry_rejects_unknown_kind_and_setting_listing_valid_choices():
+    with pytest.raises(StudyError, match="valid kinds: sgd, nesterov, adam"):
+        FACTORS["optimizer"].kind("adamm")
+    with pytest.raises(StudyError, match="unknown setting 'betas'.*valid settings: lr, beta1, beta2, eps"):
+        FACTORS["optimizer"].resolve("factors.optimizer.levels[2] (adam)", "adam", {"lr": 0.1, "betas": 1})
+
+
+@pytest.mark.parametrize("value", ["0.1", True, None, float("nan"), [0.1]])
+def test_registry_rejects_wrongly_typed_settings(value):
+    with pytest.raises(StudyError, match=r"levels\[0\] \(adam\)\.lr: expected a finite number"):
+        FACTORS["optimizer"].resolve("levels[0] (adam)", "adam", {"lr": value})
+
+
+def test_registry_fills_defaults_and_coerces_ints_to_floats():
+    resolved = FACTORS["optimizer"].resolve("x", "adam", {"lr": 1})
+    assert resolved == {"lr": 1.0, "beta1": 0.9, "beta2": 0.999, "eps": 1e-8}
+    assert isinstance(resolved["lr"], float)
+
+
+def test_registry_reads_settings_from_signatures():
+    r = Registry("demo")
+
+    @r.register("k")
+    def k(model, *, a: int, b: float = 0.5, c: int | None = None):
+        return a, b, c
+
+    assert r.build("k", r.resolve("x", "k", {"a": 2}), "model") == (2, 0.5, None)

@@ -1,0 +1,106 @@
+rule aggregate:
+    input:
+        design="results/design/runs.tsv",
+        jobs=job_manifests(),
+    output:
+        parquet="results/table/runs.parquet",
+        csv=report(
+            "results/table/runs.csv",
+            caption="../report/runs.rst",
+            category="Run table",
+        ),
+    log:
+        "results/logs/aggregate.log",
+    localrule: True
+    conda:
+        "../../envs/aggregate.yaml"
+    shell:
+        "{WHATMATTERS} aggregate --design {input.design} --runs-dir results/runs"
+        " --out {output.parquet} > {log} 2>&1"
+
+
+rule fit:
+    input:
+        "results/table/runs.parquet",
+    output:
+        "results/analysis/{outcome}/posterior.nc",
+    params:
+        spec=fit_spec,
+    log:
+        "results/logs/fit/{outcome}.log",
+    benchmark:
+        "results/benchmarks/fit/{outcome}.tsv"
+    threads: min(STUDY["analysis"]["chains"], workflow.cores)
+    conda:
+        "../../envs/fit.yaml"
+    shell:
+        "{WHATMATTERS} fit --table {input} --spec {params.spec:q} --out {output} > {log} 2>&1"
+
+
+rule summarize:
+    input:
+        "results/analysis/{outcome}/posterior.nc",
+    output:
+        importance=report(
+            "results/analysis/{outcome}/importance.csv",
+            caption="../report/importance_table.rst",
+            category="{outcome}",
+            subcategory="Tables",
+        ),
+        ranks="results/analysis/{outcome}/ranks.csv",
+        hypotheses=report(
+            "results/analysis/{outcome}/hypotheses.json",
+            caption="../report/hypotheses.rst",
+            category="{outcome}",
+            subcategory="Tables",
+        ),
+        diagnostics="results/analysis/{outcome}/diagnostics.json",
+    params:
+        spec=fit_spec,
+    log:
+        "results/logs/summarize/{outcome}.log",
+    conda:
+        "../../envs/fit.yaml"
+    shell:
+        "{WHATMATTERS} summarize --posterior {input} --spec {params.spec:q}"
+        " --out-dir results/analysis/{wildcards.outcome} > {log} 2>&1"
+
+
+rule plot:
+    input:
+        "results/analysis/{outcome}/posterior.nc",
+    output:
+        ranks=report(
+            "results/plots/{outcome}/ranks.png",
+            caption="../report/ranks.rst",
+            category="{outcome}",
+            subcategory="Importance ranks",
+        ),
+        importance=report(
+            "results/plots/{outcome}/importance.png",
+            caption="../report/importance.rst",
+            category="{outcome}",
+            subcategory="Importance",
+        ),
+        level_effects=report(
+            "results/plots/{outcome}/level_effects.png",
+            caption="../report/level_effects.rst",
+            category="{outcome}",
+            subcategory="Level effects",
+        ),
+        diagnostics=report(
+            "results/plots/{outcome}/diagnostics.png",
+            caption="../report/diagnostics.rst",
+            category="{outcome}",
+            subcategory="Sampling diagnostics",
+        ),
+        svg=multiext("results/plots/{outcome}/", "ranks.svg", "importance.svg", "level_effects.svg"),
+    params:
+        spec=fit_spec,
+    log:
+        "results/logs/plot/{outcome}.log",
+    conda:
+        "../../envs/plot.yaml"
+    shell:
+        "{WHATMATTERS} plot --posterior {input} --spec {params.spec:q}"
+        " --out-dir results/plots/{wildcards.outcome} > {log} 2>&1"

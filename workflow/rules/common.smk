@@ -1,0 +1,53 @@
+# Loads the study and answers "which files?". Logic lives in the whatmatters package.
+import json
+import sys
+from pathlib import Path
+
+WORKFLOW_DIR = str(Path(workflow.basedir) / "workflow")
+sys.path.insert(0, WORKFLOW_DIR)
+
+from whatmatters.cli import study_or_exit
+from whatmatters.design import expand, job_spec
+from whatmatters.analysis_spec import analysis_spec
+
+STUDY = study_or_exit(config)  # one clear message and exit 2 on a bad study
+DESIGN = expand(STUDY)
+DATASETS = [d["name"] for d in STUDY["datasets"]]
+OUTCOMES = STUDY["outcomes"]
+# The package runs from this checkout in any environment (venv, conda, cluster node).
+WHATMATTERS = f"PYTHONPATH={WORKFLOW_DIR} python -m whatmatters"
+
+
+wildcard_constraints:
+    dataset="|".join(DATASETS),
+    outcome="|".join(OUTCOMES),
+    job=r"job\d{4}",
+
+
+def dataset_spec(wildcards):
+    """What prepare_data needs (no training budget: changing it must not re-prepare)."""
+    d = next(d for d in STUDY["datasets"] if d["name"] == wildcards.dataset)
+    return json.dumps({k: d[k] for k in ("name", "kind", "settings")})
+
+
+def train_spec(wildcards):
+    return json.dumps(job_spec(STUDY, DESIGN, wildcards.dataset, wildcards.job))
+
+
+def fit_spec(wildcards):
+    return json.dumps(analysis_spec(STUDY, wildcards.outcome))
+
+
+def job_manifests():
+    return [f"results/runs/{d}/jobs/{j}.json" for (d, j) in DESIGN["jobs"]]
+
+
+def all_targets():
+    plots = ("ranks.png", "ranks.svg", "importance.png", "importance.svg",
+             "level_effects.png", "level_effects.svg", "diagnostics.png")
+    summaries = ("importance.csv", "ranks.csv", "hypotheses.json", "diagnostics.json")
+    return (
+        ["results/design/runs.tsv", "results/table/runs.parquet"]
+        + [f"results/plots/{o}/{p}" for o in OUTCOMES for p in plots]
+        + [f"results/analysis/{o}/{s}" for o in OUTCOMES for s in summaries]
+    )

@@ -1,0 +1,3 @@
+from whatmatters.cli import main
+
+main()

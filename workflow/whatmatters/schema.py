@@ -1,0 +1,92 @@
+"""The JSON schema of a study config, generated from the registries.
+
+workflow/schemas/config.schema.yaml is this output, committed so that Snakemake's
+`validate` and editors can use it; a test fails when it falls out of date
+(regenerate with `python -m whatmatters schema > workflow/schemas/config.schema.yaml`).
+The package's own checks (whatmatters.study) give the friendlier messages.
+"""
+
+from __future__ import annotations
+
+import yaml
+
+from whatmatters.data import DATASETS
+from whatmatters.factors import FACTORS
+from whatmatters.factors.registry import REQUIRED, Registry
+from whatmatters.study import ANALYSIS_DEFAULTS, DESIGNS, DEVICES, EXECUTION_DEFAULTS, NAME, OUTCOMES
+
+_JSON_TYPES = {float: "number", int: "integer", bool: "boolean", str: "string", type(None): "null"}
+
+
+def _setting_schema(setting) -> dict:
+    types = sorted({_JSON_TYPES[t] for t in setting.types if not (t is int and float in setting.types)})
+    out = {"type": types[0] if len(types) == 1 else types}
+    if setting.default is not REQUIRED:
+        out["default"] = setting.default
+    return out
+
+
+def _levels_schema(registry: Registry, extra: dict | None = None) -> dict:
+    """A level: {name, kind, settings...}; each kind allows exactly its own settings."""
+    per_kind = []
+    for kind in registry.kinds():
+        settings = registry.settings(kind)
+        props = {"name": {"type": "string", "pattern": NAME.pattern}, "kind": {"const": kind},
+                 **{k: _setting_schema(s) for k, s in settings.items()}, **(extra or {})}
+        required = ["name", "kind"] + [k for k, s in settings.items() if s.default is REQUIRED] + list(extra or {})
+        per_kind.append({"if": {"properties": {"kind": {"const": kind}}},
+                         "then": {"properties": props, "required": required, "additionalProperties": False}})
+    return {"type": "object", "required": ["name", "kind"],
+            "properties": {"kind": {"enum": registry.kinds()}}, "allOf": per_kind}
+
+
+def schema() -> dict:
+    budget = {"budget": {"type": "object", "required": ["epochs"], "additionalProperties": False,
+                         "properties": {"epochs": {"type": "integer", "minimum": 1}}}}
+    positive = {"type": "integer", "minimum": 1}
+    return {
+        "$schema": "https://json-schema.org/draft/2020-12/schema",
+        "title": "whatmatters study",
+        "type": "object",
+        "required": ["datasets", "factors", "design", "seeds", "outcomes"],
+        "additionalProperties": False,
+        "properties": {
+            "datasets": {"type": "array", "minItems": 1, "items": _levels_schema(DATASETS, budget)},
+            "factors": {
+                "type": "object", "required": list(FACTORS), "additionalProperties": False,
+                "properties": {
+                    f: {"type": "object", "required": ["levels"], "additionalProperties": False,
+                        "properties": {"baseline": {"type": "string"},
+                                       "levels": {"type": "array", "minItems": 1, "items": _levels_schema(r)}}}
+                    for f, r in FACTORS.items()},
+            },
+            "design": {"type": "object", "required": ["kind"], "additionalProperties": False,
+                       "properties": {"kind": {"enum": list(DESIGNS)}, "n_configs": positive,
+                                      "seed": {"type": "integer", "minimum": 0}}},
+            "seeds": {"oneOf": [positive, {"type": "array", "minItems": 1, "uniqueItems": True,
+                                           "items": {"type": "integer", "minimum": 0}}]},
+            "outcomes": {"type": "array", "minItems": 1, "uniqueItems": True, "items": {"enum": list(OUTCOMES)}},
+            "hypotheses": {"type": "array", "items": {
+                "type": "object", "required": ["name", "order"], "additionalProperties": False,
+                "properties": {"name": {"type": "string", "pattern": NAME.pattern},
+                               "order": {"type": "array", "minItems": 2, "uniqueItems": True,
+                                         "items": {"enum": list(FACTORS)}}}}},
+            "execution": {"type": "object", "additionalProperties": False, "properties": {
+                "runs_per_job": {**positive, "default": EXECUTION_DEFAULTS["runs_per_job"]},
+                "device": {"enum": list(DEVICES), "default": EXECUTION_DEFAULTS["device"]},
+                "threads": {**positive, "default": EXECUTION_DEFAULTS["threads"]}}},
+            "analysis": {"type": "object", "additionalProperties": False, "properties": {
+                "chains": {**positive, "default": ANALYSIS_DEFAULTS["chains"]},
+                "draws": {**positive, "default": ANALYSIS_DEFAULTS["draws"]},
+                "tune": {**positive, "default": ANALYSIS_DEFAULTS["tune"]},
+                "target_accept": {"type": "number", "exclusiveMinimum": 0, "exclusiveMaximum": 1,
+                                  "default": ANALYSIS_DEFAULTS["target_accept"]},
+                "seed": {"type": "integer", "minimum": 0, "default": ANALYSIS_DEFAULTS["seed"]}}},
+        },
+    }
+
+
+def schema_yaml() -> str:
+    header = ("# Generated by `python -m whatmatters schema` from the factor registries; do not edit.\n"
+              "# The package's checks (whatmatters/study.py) give friendlier messages for the same rules.\n")
+    return header + yaml.safe_dump(schema(), sort_keys=False, width=100)

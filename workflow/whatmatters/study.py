@@ -1,0 +1,224 @@
+"""The study: config.yaml read, checked and resolved into plain, JSON-ready dicts.
+
+`load_study(config)` is the single gate between a user's YAML and any work: every
+problem raises StudyError naming the offending key and the valid choices, before
+anything is trained or written. Registries supply the valid kinds and settings.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from whatmatters.data import DATASETS
+from whatmatters.errors import StudyError
+from whatmatters.factors import FACTORS
+
+# Names become file names and Snakemake wildcards: keep them to a safe set.
+NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+NAME_RULE = "letters, digits, '_', '-', '.', starting with a letter or digit, at most 64 characters"
+
+# Binomial outcomes: name -> (successes column, trials column) of the run table.
+OUTCOMES = {
+    "test_accuracy": ("n_test_correct", "n_test"),
+    "train_accuracy": ("n_train_correct", "n_train"),
+}
+DESIGNS = ("full", "random", "one_at_a_time")
+DEVICES = ("auto", "cpu", "cuda")
+EXECUTION_DEFAULTS = {"runs_per_job": 24, "device": "auto", "threads": 1}
+ANALYSIS_DEFAULTS = {"chains": 2, "draws": 1000, "tune": 1000, "target_accept": 0.9, "seed": 1}
+
+
+def _is_int(v) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+def _mapping(where: str, value, required: tuple = (), optional: tuple = ()) -> dict:
+    if not isinstance(value, dict):
+        raise StudyError(f"{where}: expected a mapping, got {type(value).__name__} {value!r}")
+    for key in value:
+        if key not in required + optional:
+            raise StudyError(f"{where}: unknown key {key!r}; valid keys: {', '.join(required + optional)}")
+    for key in required:
+        if key not in value:
+            raise StudyError(f"{where}: missing required key {key!r}")
+    return value
+
+
+def _name(where: str, value) -> str:
+    if not isinstance(value, str) or not NAME.match(value):
+        raise StudyError(f"{where}: invalid name {value!r}; names may use {NAME_RULE}")
+    return value
+
+
+def _positive_int(where: str, value, minimum: int = 1) -> int:
+    if not _is_int(value) or value < minimum:
+        raise StudyError(f"{where}: expected an integer >= {minimum}, got {value!r}")
+    return value
+
+
+def _list(where: str, value, nonempty: bool = True) -> list:
+    if not isinstance(value, list) or (nonempty and not value):
+        raise StudyError(f"{where}: expected a non-empty list, got {value!r}")
+    return value
+
+
+def _unique_names(where: str, items: list[dict]) -> None:
+    seen = set()
+    for item in items:
+        if item["name"] in seen:
+            raise StudyError(f"{where}: duplicate name {item['name']!r}; names must be unique")
+        seen.add(item["name"])
+
+
+def _level(where: str, registry, raw) -> dict:
+    """{name, kind, settings} with the kind checked and every setting resolved."""
+    raw = _mapping(where, raw, required=("name", "kind"), optional=tuple(_all_settings(registry)))
+    name = _name(f"{where}.name", raw["name"])
+    if raw["kind"] not in registry.kinds():
+        raise StudyError(
+            f"{where}.kind: unknown {registry.factor} kind {raw['kind']!r}; "
+            f"valid kinds: {', '.join(registry.kinds())}")
+    given = {k: v for k, v in raw.items() if k not in ("name", "kind")}
+    settings = registry.resolve(f"{where} ({name})", raw["kind"], given)
+    return {"name": name, "kind": raw["kind"], "settings": settings}
+
+
+def _all_settings(registry) -> list[str]:
+    names = list(registry.common)
+    for kind in registry.kinds():
+        names += [s for s in registry.settings(kind) if s not in names]
+    return names
+
+
+def _datasets(raw) -> list[dict]:
+    out = []
+    for i, item in enumerate(_list("datasets", raw)):
+        where = f"datasets[{i}]"
+        item = _mapping(where, item, required=("name", "kind", "budget"),
+                        optional=tuple(_all_settings(DATASETS)))
+        budget = _mapping(f"{where}.budget", item["budget"], required=("epochs",))
+        level = _level(where, DATASETS, {k: v for k, v in item.items() if k != "budget"})
+        level["budget"] = {"epochs": _positive_int(f"{where}.budget.epochs", budget["epochs"])}
+        out.append(level)
+    _unique_names("datasets", out)
+    return out
+
+
+def _factors(raw) -> dict[str, dict]:
+    raw = _mapping("factors", raw, required=tuple(FACTORS))
+    out = {}
+    for factor, registry in FACTORS.items():
+        where = f"factors.{factor}"
+        spec = _mapping(where, raw[factor], required=("levels",), optional=("baseline",))
+        levels = [_level(f"{where}.levels[{i}]", registry, lv)
+                  for i, lv in enumerate(_list(f"{where}.levels", spec["levels"]))]
+        _unique_names(f"{where}.levels", levels)
+        names = [lv["name"] for lv in levels]
+        baseline = spec.get("baseline", names[0])
+        if baseline not in names:
+            raise StudyError(f"{where}.baseline: {baseline!r} is not one of its levels: {', '.join(names)}")
+        out[factor] = {"baseline": baseline, "levels": {lv["name"]: lv for lv in levels}}
+    return out
+
+
+def _design(raw) -> dict:
+    raw = _mapping("design", raw, required=("kind",), optional=("n_configs", "seed"))
+    if raw["kind"] not in DESIGNS:
+        raise StudyError(f"design.kind: unknown design {raw['kind']!r}; valid designs: {', '.join(DESIGNS)}")
+    design = {"kind": raw["kind"]}
+    if raw["kind"] == "random":
+        if "n_configs" not in raw:
+            raise StudyError("design.n_configs: required for the random design")
+        design["n_configs"] = _positive_int("design.n_configs", raw["n_configs"])
+        design["seed"] = _positive_int("design.seed", raw.get("seed", 0), minimum=0)
+    elif "n_configs" in raw or "seed" in raw:
+        raise StudyError(f"design: n_configs and seed apply only to kind 'random', not {raw['kind']!r}")
+    return design
+
+
+def _seeds(raw) -> list[int]:
+    if _is_int(raw):
+        return list(range(_positive_int("seeds", raw)))
+    seeds = _list("seeds", raw)
+    for s in seeds:
+        _positive_int("seeds[]", s, minimum=0)
+    if len(set(seeds)) != len(seeds):
+        raise StudyError(f"seeds: duplicate seeds in {seeds}")
+    return sorted(seeds)
+
+
+def _outcomes(raw) -> list[str]:
+    for o in _list("outcomes", raw):
+        if o not in OUTCOMES:
+            raise StudyError(f"outcomes: unknown outcome {o!r}; valid outcomes: {', '.join(OUTCOMES)}")
+    if len(set(raw)) != len(raw):
+        raise StudyError(f"outcomes: duplicate outcomes in {raw}")
+    return list(raw)
+
+
+def _hypotheses(raw, varied: list[str]) -> list[dict]:
+    out = []
+    for i, h in enumerate(_list("hypotheses", raw, nonempty=False)):
+        where = f"hypotheses[{i}]"
+        h = _mapping(where, h, required=("name", "order"))
+        order = _list(f"{where}.order", h["order"])
+        for f in order:
+            if f not in varied:
+                raise StudyError(
+                    f"{where}.order: {f!r} is not a factor varied in this study; valid factors: {', '.join(varied)}")
+        if len(set(order)) != len(order) or len(order) < 2:
+            raise StudyError(f"{where}.order: expected at least two distinct factors, got {order}")
+        out.append({"name": _name(f"{where}.name", h["name"]), "order": list(order)})
+    _unique_names("hypotheses", out)
+    return out
+
+
+def _section(where: str, raw, defaults: dict, checks: dict) -> dict:
+    raw = _mapping(where, raw or {}, optional=tuple(defaults))
+    out = {**defaults, **raw}
+    for key, check in checks.items():
+        check(f"{where}.{key}", out[key])
+    return out
+
+
+def _one_of(choices):
+    def check(where, value):
+        if value not in choices:
+            raise StudyError(f"{where}: {value!r} is not valid; choose one of: {', '.join(choices)}")
+    return check
+
+
+def _fraction(where, value):
+    if not isinstance(value, (int, float)) or isinstance(value, bool) or not 0 < value < 1:
+        raise StudyError(f"{where}: expected a number between 0 and 1, got {value!r}")
+
+
+def load_study(config: dict[str, Any]) -> dict:
+    """Check a study config (as loaded from YAML) and return it resolved.
+
+    Returns {datasets: [{name, kind, settings, budget}], factors: {factor: {baseline,
+    levels: {name: {name, kind, settings}}}}, design, seeds: [int], outcomes: [str],
+    hypotheses: [{name, order}], execution, analysis, varied: [factor]}.
+    Raises StudyError naming the first offending key and the valid choices.
+    """
+    config = _mapping("config", config, required=("datasets", "factors", "design", "seeds", "outcomes"),
+                      optional=("hypotheses", "execution", "analysis"))
+    factors = _factors(config["factors"])
+    varied = [f for f, spec in factors.items() if len(spec["levels"]) > 1]
+    if len(varied) < 2:
+        raise StudyError(f"factors: at least two factors need two or more levels to compare; varied: {varied}")
+    return {
+        "datasets": _datasets(config["datasets"]),
+        "factors": factors,
+        "varied": varied,
+        "design": _design(config["design"]),
+        "seeds": _seeds(config["seeds"]),
+        "outcomes": _outcomes(config["outcomes"]),
+        "hypotheses": _hypotheses(config.get("hypotheses", []), varied),
+        "execution": _section("execution", config.get("execution"), EXECUTION_DEFAULTS, {
+            "runs_per_job": _positive_int, "device": _one_of(DEVICES), "threads": _positive_int}),
+        "analysis": _section("analysis", config.get("analysis"), ANALYSIS_DEFAULTS, {
+            "chains": _positive_int, "draws": _positive_int, "tune": _positive_int,
+            "target_accept": _fraction, "seed": lambda w, v: _positive_int(w, v, minimum=0)}),
+    }
