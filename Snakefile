@@ -8,19 +8,25 @@ min_version("9.0")
 configfile: "config.yaml"
 
 
-validate(config, "workflow/schemas/config.schema.yaml")
+# Checks the study with the package first (one message naming the key and the valid
+# choices, exit before any work), then loads the design and the file-naming helpers.
+include: "workflow/rules/common.smk"
+
+
+validate(
+    config, "workflow/schemas/config.schema.yaml"
+)  # the same rules, as a JSON schema
 
 
 report: "workflow/report/workflow.rst"
 
 
-include: "workflow/rules/common.smk"
 include: "workflow/rules/data.smk"
 include: "workflow/rules/train.smk"
 include: "workflow/rules/analysis.smk"
 
 
 rule all:
+    default_target: True
     input:
         all_targets(),
-    default_target: True

@@ -15,7 +15,7 @@ rule aggregate:
     conda:
         "../../envs/aggregate.yaml"
     shell:
-        "{WHATMATTERS} aggregate --design {input.design} --runs-dir results/runs"
+        "python -m whatmatters aggregate --design {input.design} --runs-dir results/runs"
         " --out {output.parquet} > {log} 2>&1"
 
 
@@ -24,17 +24,17 @@ rule fit:
         "results/table/runs.parquet",
     output:
         "results/analysis/{outcome}/posterior.nc",
-    params:
-        spec=fit_spec,
     log:
         "results/logs/fit/{outcome}.log",
     benchmark:
         "results/benchmarks/fit/{outcome}.tsv"
-    threads: min(STUDY["analysis"]["chains"], workflow.cores)
     conda:
         "../../envs/fit.yaml"
+    threads: min(STUDY["analysis"]["chains"], workflow.cores)
+    params:
+        spec=fit_spec,
     shell:
-        "{WHATMATTERS} fit --table {input} --spec {params.spec:q} --out {output} > {log} 2>&1"
+        "python -m whatmatters fit --table {input} --spec {params.spec:q} --out {output} > {log} 2>&1"
 
 
 rule summarize:
@@ -55,14 +55,14 @@ rule summarize:
             subcategory="Tables",
         ),
         diagnostics="results/analysis/{outcome}/diagnostics.json",
-    params:
-        spec=fit_spec,
     log:
         "results/logs/summarize/{outcome}.log",
     conda:
         "../../envs/fit.yaml"
+    params:
+        spec=fit_spec,
     shell:
-        "{WHATMATTERS} summarize --posterior {input} --spec {params.spec:q}"
+        "python -m whatmatters summarize --posterior {input} --spec {params.spec:q}"
         " --out-dir results/analysis/{wildcards.outcome} > {log} 2>&1"
 
 
@@ -94,13 +94,18 @@ rule plot:
             category="{outcome}",
             subcategory="Sampling diagnostics",
         ),
-        svg=multiext("results/plots/{outcome}/", "ranks.svg", "importance.svg", "level_effects.svg"),
-    params:
-        spec=fit_spec,
+        svg=multiext(
+            "results/plots/{outcome}/",
+            "ranks.svg",
+            "importance.svg",
+            "level_effects.svg",
+        ),
     log:
         "results/logs/plot/{outcome}.log",
     conda:
         "../../envs/plot.yaml"
+    params:
+        spec=fit_spec,
     shell:
-        "{WHATMATTERS} plot --posterior {input} --spec {params.spec:q}"
+        "python -m whatmatters plot --posterior {input} --spec {params.spec:q}"
         " --out-dir results/plots/{wildcards.outcome} > {log} 2>&1"

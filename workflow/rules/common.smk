@@ -1,10 +1,16 @@
 # Loads the study and answers "which files?". Logic lives in the whatmatters package.
 import json
+import os
 import sys
 from pathlib import Path
 
+# The package runs from this checkout in any environment (venv, conda env, cluster node):
+# here, and in every job's `python -m whatmatters` through the inherited PYTHONPATH.
 WORKFLOW_DIR = str(Path(workflow.basedir) / "workflow")
 sys.path.insert(0, WORKFLOW_DIR)
+os.environ["PYTHONPATH"] = os.pathsep.join(
+    filter(None, [WORKFLOW_DIR, os.environ.get("PYTHONPATH")])
+)
 
 from whatmatters.cli import study_or_exit
 from whatmatters.design import expand, job_spec
@@ -14,8 +20,6 @@ STUDY = study_or_exit(config)  # one clear message and exit 2 on a bad study
 DESIGN = expand(STUDY)
 DATASETS = [d["name"] for d in STUDY["datasets"]]
 OUTCOMES = STUDY["outcomes"]
-# The package runs from this checkout in any environment (venv, conda, cluster node).
-WHATMATTERS = f"PYTHONPATH={WORKFLOW_DIR} python -m whatmatters"
 
 
 wildcard_constraints:
@@ -43,8 +47,15 @@ def job_manifests():
 
 
 def all_targets():
-    plots = ("ranks.png", "ranks.svg", "importance.png", "importance.svg",
-             "level_effects.png", "level_effects.svg", "diagnostics.png")
+    plots = (
+        "ranks.png",
+        "ranks.svg",
+        "importance.png",
+        "importance.svg",
+        "level_effects.png",
+        "level_effects.svg",
+        "diagnostics.png",
+    )
     summaries = ("importance.csv", "ranks.csv", "hypotheses.json", "diagnostics.json")
     return (
         ["results/design/runs.tsv", "results/table/runs.parquet"]

@@ -7,19 +7,19 @@ rule train:
         "results/data/{dataset}.pt",
     output:
         "results/runs/{dataset}/jobs/{job}.json",
-    params:
-        spec=train_spec,
-        run_dir="results/runs/{dataset}",
     log:
         "results/logs/train/{dataset}/{job}.log",
     benchmark:
         "results/benchmarks/train/{dataset}/{job}.tsv"
-    threads: STUDY["execution"]["threads"]
-    resources:
-        gpu=1 if STUDY["execution"]["device"] == "cuda" else 0,
     retries: 1
     conda:
         "../../envs/train.yaml"
+    threads: STUDY["execution"]["threads"]
+    resources:
+        gpu=1 if STUDY["execution"]["device"] == "cuda" else 0,
+    params:
+        spec=train_spec,
+        run_dir="results/runs/{dataset}",
     shell:
-        "{WHATMATTERS} train --spec {params.spec:q} --data {input} --run-dir {params.run_dir}"
+        "python -m whatmatters train --spec {params.spec:q} --data {input} --run-dir {params.run_dir}"
         " --out {output} --threads {threads} > {log} 2>&1"

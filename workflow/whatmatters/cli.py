@@ -50,6 +50,12 @@ def cmd_schema(args) -> None:
     sys.stdout.write(schema_yaml())
 
 
+def cmd_kinds(args) -> None:
+    from whatmatters.schema import kinds_markdown
+
+    sys.stdout.write(kinds_markdown())
+
+
 def cmd_design(args) -> None:
     from whatmatters.design import expand, write_design_tsv
 
@@ -113,6 +119,7 @@ def parser() -> argparse.ArgumentParser:
     req = {"required": True}
     add("check", cmd_check, "validate a study config and print its size", ("config", {}))
     add("schema", cmd_schema, "print the JSON schema of a study config (YAML)")
+    add("kinds", cmd_kinds, "print every level kind and its settings (Markdown)")
     add("design", cmd_design, "write the expanded design (one row per run)",
         ("--study", req), ("--out", req))
     add("prepare", cmd_prepare, "prepare one dataset's tensors", ("--spec", req), ("--out", req))

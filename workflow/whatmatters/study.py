@@ -73,7 +73,11 @@ def _unique_names(where: str, items: list[dict]) -> None:
 
 def _level(where: str, registry, raw) -> dict:
     """{name, kind, settings} with the kind checked and every setting resolved."""
-    raw = _mapping(where, raw, required=("name", "kind"), optional=tuple(_all_settings(registry)))
+    if not isinstance(raw, dict):
+        raise StudyError(f"{where}: expected a mapping with name, kind and settings, got {raw!r}")
+    for key in ("name", "kind"):
+        if key not in raw:
+            raise StudyError(f"{where}: missing required key {key!r}")
     name = _name(f"{where}.name", raw["name"])
     if raw["kind"] not in registry.kinds():
         raise StudyError(
@@ -84,19 +88,12 @@ def _level(where: str, registry, raw) -> dict:
     return {"name": name, "kind": raw["kind"], "settings": settings}
 
 
-def _all_settings(registry) -> list[str]:
-    names = list(registry.common)
-    for kind in registry.kinds():
-        names += [s for s in registry.settings(kind) if s not in names]
-    return names
-
-
 def _datasets(raw) -> list[dict]:
     out = []
     for i, item in enumerate(_list("datasets", raw)):
         where = f"datasets[{i}]"
-        item = _mapping(where, item, required=("name", "kind", "budget"),
-                        optional=tuple(_all_settings(DATASETS)))
+        if not isinstance(item, dict) or "budget" not in item:
+            raise StudyError(f"{where}: expected a mapping with name, kind, budget and settings, got {item!r}")
         budget = _mapping(f"{where}.budget", item["budget"], required=("epochs",))
         level = _level(where, DATASETS, {k: v for k, v in item.items() if k != "budget"})
         level["budget"] = {"epochs": _positive_int(f"{where}.budget.epochs", budget["epochs"])}

@@ -73,7 +73,7 @@ class Registry:
                 for p in inspect.signature(fn).parameters.values()
                 if p.kind is inspect.Parameter.KEYWORD_ONLY
             }
-            doc = inspect.cleandoc(fn.__doc__ or "").split("\n")[0]
+            doc = " ".join(inspect.cleandoc(fn.__doc__ or "").split("\n\n")[0].split())
             self._kinds[name] = Kind(name, fn, settings, doc)
             return fn
 

@@ -1,0 +1,34 @@
+"""Small builders shared by tests: tiny datasets and configs with resolved levels."""
+
+import torch
+
+from whatmatters.factors import FACTORS
+
+
+def level(factor, kind, name=None, **settings):
+    return {"name": name or kind, "kind": kind, "settings": FACTORS[factor].resolve(factor, kind, settings)}
+
+
+def cheap_levels(**overrides):
+    """A config that trains in well under a second on tiny data."""
+    levels = {
+        "init": level("init", "he"),
+        "optimizer": level("optimizer", "adam", lr=0.01),
+        "architecture": level("architecture", "mlp", width=16, depth=1),
+        "loss": level("loss", "cross_entropy"),
+        "augmentation": level("augmentation", "none"),
+        "schedule": level("schedule", "constant", batch_size=32),
+        "regularization": level("regularization", "none"),
+    }
+    return {**levels, **overrides}
+
+
+def tiny_data(n=256, classes=4, shape=(1, 12), seed=0):
+    """Linearly separable-ish synthetic classification data in the Prepared format."""
+    g = torch.Generator().manual_seed(seed)
+    y = torch.randint(0, classes, (n,), generator=g)
+    centers = torch.randn(classes, *shape, generator=g) * 2
+    x = centers[y] + torch.randn(n, *shape, generator=g)
+    split = 3 * n // 4
+    return {"x_train": x[:split], "y_train": y[:split], "x_test": x[split:], "y_test": y[split:],
+            "num_classes": classes, "input_shape": shape}

@@ -1,0 +1,118 @@
+"""The whole workflow on a tiny study: snakemake end to end, reruns, bad input."""
+
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import yaml
+
+from conftest import ROOT
+
+TINY = ROOT / "tests/data/tiny.yaml"
+
+
+def snakemake(workdir: Path, *args: str, config: Path = TINY, check: bool = True):
+    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
+    cmd = [sys.executable, "-m", "snakemake", "-s", str(ROOT / "Snakefile"), "--directory", str(workdir),
+           "--configfile", str(config), "--cores", "2", *args]
+    result = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=900)
+    if check and result.returncode != 0:
+        raise AssertionError(f"snakemake failed:\n{result.stdout[-3000:]}\n{result.stderr[-5000:]}")
+    return result
+
+
+def planned_jobs(workdir: Path, config: Path) -> dict[str, int]:
+    """Job counts per rule that a dry run would execute."""
+    out = snakemake(workdir, "--dry-run", "--quiet", "rules", config=config).stdout
+    return {m[1]: int(m[2]) for m in re.finditer(r"^(\w+)\s+(\d+)$", out, re.M) if m[1] != "total"}
+
+
+def trained(workdir: Path) -> int:
+    return sum(json.loads(p.read_text())["trained"] for p in workdir.glob("results/runs/*/jobs/*.json"))
+
+
+@pytest.fixture(scope="module")
+def finished(tmp_path_factory):
+    """The tiny study run end to end once, report included."""
+    workdir = tmp_path_factory.mktemp("study")
+    snakemake(workdir)
+    snakemake(workdir, "--report", "results/report.html")
+    return workdir
+
+
+@pytest.mark.slow
+def test_end_to_end_produces_table_posterior_plots_and_report(finished):
+    table = pd.read_parquet(finished / "results/table/runs.parquet")
+    assert len(table) == 8 * 2 * 2  # configs x datasets x seeds
+    assert {"init", "optimizer", "loss", "test_accuracy", "n_test_correct", "status"} <= set(table.columns)
+    assert table["run_id"].is_unique
+    assert (finished / "results/table/runs.csv").exists()
+    design = pd.read_csv(finished / "results/design/runs.tsv", sep="\t")
+    assert list(design["run_id"]) == list(table["run_id"])
+    analysis = finished / "results/analysis/test_accuracy"
+    assert (analysis / "posterior.nc").stat().st_size > 0
+    ranks = pd.read_csv(analysis / "ranks.csv")
+    assert set(ranks["factor"]) == {"init", "optimizer", "loss"}  # fixed factors are not ranked
+    hypotheses = json.loads((analysis / "hypotheses.json").read_text())
+    assert "guess" in json.dumps(hypotheses)
+    for name in ("ranks", "importance", "level_effects"):
+        for ext in ("png", "svg"):
+            assert (finished / f"results/plots/test_accuracy/{name}.{ext}").stat().st_size > 0
+    report = (finished / "results/report.html").read_text(errors="replace")
+    assert "ranks.png" in report
+
+
+@pytest.mark.slow
+def test_nothing_reruns_when_nothing_changed(finished):
+    assert planned_jobs(finished, TINY) == {}
+
+
+@pytest.mark.slow
+def test_editing_one_level_reruns_only_the_runs_that_use_it(finished, tmp_path):
+    config = yaml.safe_load(TINY.read_text())
+    config["factors"]["init"]["levels"][1]["std"] = 0.02  # the small_normal level
+    edited = tmp_path / "edited.yaml"
+    edited.write_text(yaml.safe_dump(config))
+    plan = planned_jobs(finished, edited)
+    assert plan["train"] == 2  # the job holding small_normal configs, on each dataset
+    before = trained(finished)
+    snakemake(finished, "results/table/runs.parquet", config=edited)
+    # 4 of the 8 configs use small_normal; x 2 datasets x 2 seeds
+    table = pd.read_parquet(finished / "results/table/runs.parquet")
+    assert (table["init"] == "small_normal").sum() == 16
+    assert sum(json.loads(p.read_text())["trained"]
+               for p in finished.glob("results/runs/*/jobs/job0001.json")) == 16
+    assert trained(finished) - before <= 16
+
+
+@pytest.mark.slow
+def test_adding_seeds_trains_only_the_new_seeds(finished, tmp_path):
+    config = yaml.safe_load(TINY.read_text())
+    config["seeds"] = 3
+    more = tmp_path / "more_seeds.yaml"
+    more.write_text(yaml.safe_dump(config))
+    snakemake(finished, "results/table/runs.parquet", config=more)
+    manifests = [json.loads(p.read_text()) for p in finished.glob("results/runs/*/jobs/*.json")]
+    assert sum(m["trained"] for m in manifests) == 8 * 2  # one new seed per config and dataset
+    assert sum(m["reused"] for m in manifests) == 8 * 2 * 2
+    assert len(pd.read_parquet(finished / "results/table/runs.parquet")) == 8 * 2 * 3
+
+
+def test_bad_study_stops_before_any_work(tmp_path):
+    config = yaml.safe_load(TINY.read_text())
+    config["factors"]["optimizer"]["levels"][0]["kind"] = "adamm"
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(yaml.safe_dump(config))
+    workdir = tmp_path / "work"
+    workdir.mkdir()
+    result = snakemake(workdir, "--dry-run", config=bad, check=False)
+    assert result.returncode != 0
+    assert "unknown optimizer kind 'adamm'; valid kinds: sgd, nesterov, adam" in result.stderr + result.stdout
+    assert "Traceback" not in result.stderr + result.stdout
+    assert not (workdir / "results").exists()
