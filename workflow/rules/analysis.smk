@@ -30,7 +30,7 @@ rule fit:
         "results/benchmarks/fit/{outcome}.tsv"
     conda:
         "../../envs/fit.yaml"
-    threads: min(STUDY["analysis"]["chains"], workflow.cores)
+    threads: STUDY["analysis"]["chains"]  # one chain per core; Snakemake caps it at --cores
     params:
         spec=fit_spec,
     shell:
