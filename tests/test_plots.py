@@ -1,0 +1,83 @@
+"""plots: every figure is written in every format, and the warning banner shows when it must."""
+
+import arviz as az
+import numpy as np
+import pytest
+
+from whatmatters import plots, summarize
+
+SPEC = {
+    "factors": {"init": {"levels": ["default", "he", "small"], "baseline": "default"},
+                "loss": {"levels": ["ce", "smooth"], "baseline": "ce"}},
+    "datasets": ["d1", "d2"],
+    "outcome": {"name": "test_accuracy"},
+}
+
+
+def fake_idata(chains=2, draws=200, shift=0.0, seed=0):
+    """A posterior with the variables plots read; chain c is offset by c * shift."""
+    rng = np.random.default_rng(seed)
+    offset = shift * np.arange(chains)[:, None, None]
+    beta_init = rng.normal([0.8, 0.2, -1.0], 0.1, (chains, draws, 3)) + offset
+    beta_loss = rng.normal([0.1, -0.1], 0.05, (chains, draws, 2))
+    imp = np.abs(rng.normal([1.0, 0.15], 0.1, (chains, draws, 2)))[..., None] * [1.0, 1.2]
+    return az.from_dict(
+        posterior={"beta_init": beta_init, "beta_loss": beta_loss, "importance": imp,
+                   "importance_pooled": imp.mean(-1)},
+        sample_stats={"diverging": np.zeros((chains, draws), bool)},
+        coords={"factor": ["init", "loss"], "dataset": ["d1", "d2"],
+                "level_init": SPEC["factors"]["init"]["levels"], "level_loss": SPEC["factors"]["loss"]["levels"]},
+        dims={"beta_init": ["level_init"], "beta_loss": ["level_loss"],
+              "importance": ["factor", "dataset"], "importance_pooled": ["factor"]},
+    )
+
+
+@pytest.fixture(scope="module")
+def written(tmp_path_factory):
+    out = tmp_path_factory.mktemp("plots")
+    return out, plots.plot_outcome(fake_idata(), SPEC, out)
+
+
+def test_plot_outcome_writes_every_figure(written):
+    out, paths = written
+    expected = {f"{n}.{fmt}" for n in ("ranks", "importance", "level_effects") for fmt in ("png", "svg")}
+    assert {p.name for p in paths} == expected | {"diagnostics.png"}
+    for p in paths:
+        assert p.is_file() and p.stat().st_size > 1000
+    assert (out / "ranks.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert "<svg" in (out / "ranks.svg").read_text()[:2000]
+    assert not list(out.glob(".*.tmp"))
+
+
+def _texts(fig):
+    return " ".join(t.get_text() for t in fig.texts)
+
+
+def test_diagnostics_figure_healthy():
+    diag = summarize.diagnostics(fake_idata())
+    assert diag["ok"], diag["problems"]
+    assert "sampling healthy" in _texts(plots.diagnostics_figure(diag))
+
+
+def test_diagnostics_figure_warns_loudly(tmp_path):
+    diag = summarize.diagnostics(fake_idata(shift=2.0))    # chains disagree
+    assert not diag["ok"]
+    fig = plots.diagnostics_figure(diag)
+    banner = [t for t in fig.texts if "WARNING" in t.get_text()]
+    assert banner and "R-hat" in banner[0].get_text()
+    assert banner[0].get_bbox_patch().get_facecolor()[:3] == pytest.approx((0xC0 / 255, 0x39 / 255, 0x2B / 255))
+    paths = plots.plot_outcome(fake_idata(shift=2.0), SPEC, tmp_path)
+    assert (tmp_path / "diagnostics.png") in paths
+
+
+def test_ranks_rows_follow_expected_rank():
+    fig = plots.ranks_figure(fake_idata())
+    labels = [t.get_text() for t in fig.axes[0].get_yticklabels()]
+    assert labels == ["init", "loss"]
+    assert [ax.get_title() for ax in fig.axes[:3]] == ["pooled (mean over datasets)", "d1", "d2"]
+
+
+def test_level_effects_marks_baseline():
+    fig = plots.level_effects_figure(fake_idata(), SPEC)
+    labels = [t.get_text() for ax in fig.axes for t in ax.get_yticklabels()]
+    assert "default (baseline)" in labels and "ce (baseline)" in labels

@@ -1,0 +1,365 @@
+r"""The hierarchical model of a run table: which factors move the outcome, and by how much.
+
+For run r on dataset d = d(r), with level l_f(r) of every factor f, n_r trials and
+k_r successes (e.g. test examples and correctly classified ones):
+
+    k_r           ~ Binomial(n_r, logistic(eta_r))                       # Likelihood
+    eta_r         = mu_r + eps_r
+    mu_r          = alpha_d + sum_f (beta_f[l_f(r)] + gamma_f[d, l_f(r)])
+
+    alpha_d       ~ Normal(logit(pooled accuracy of d), 1.5)            # Priors
+    sigma_f       ~ HalfNormal(1)
+    tau_f         ~ HalfNormal(0.5)
+    sigma_seed_d  ~ HalfNormal(0.5)
+    beta_f        ~ ZeroSumNormal(sigma_f)              over levels
+    gamma_f       ~ ZeroSumNormal(sigma_f * tau_f)      over datasets and levels
+    eps_r         ~ Normal(0, sigma_seed_d)
+
+beta_f is the pooled effect of each level of f, gamma_f its dataset-specific deviation
+(left out when the study has one dataset), eps_r the seed-to-seed noise that makes the
+binomial overdispersed. Diverged runs are data like any other: they enter through eps_r.
+
+Sampler coordinates. The factor effects are non-centred (beta_f = sigma_f * z_f with
+z_f standard, the same for gamma_f): a handful of levels per factor say little about
+sigma_f, and the centred form would sample a funnel. The run effects are centred
+(eta_r ~ Normal(mu_r, sigma_seed_d) is the free variable): each run's hundreds of test
+examples pin eta_r down far more tightly than sigma_seed_d does, the regime in which the
+centred form samples well and the non-centred one needs deep trees. On the default study
+(192 runs, 7 factors x 4 levels, 2 datasets) this samples with no divergences and
+R-hat <= 1.01 in about two minutes on 2 cores (docs/benchmarks.md).
+
+gamma_f sums to zero over datasets as well as over levels. Then beta_f is exactly the
+average over the studied datasets of the per-dataset effects beta_f + gamma_f[d], so
+"pooled effect" has one meaning, and there is no ridge along which beta_f and the
+dataset mean of gamma_f trade off against each other (with two datasets that ridge is
+identified by the prior alone and slows the sampler). The price: for two datasets the
+deviations are mirror images, gamma_f[d1] = -gamma_f[d2], which is what "deviation
+from the average of two" means anyway.
+
+Importance of factor f on dataset d, per posterior draw, is the finite-population
+standard deviation of its level effects (Gelman 2005):
+
+    s_{f,d} = sd_l(beta_f[l] + gamma_f[d, l])         (ddof = 1)
+    s_f     = mean_d s_{f,d}                          (pooled importance)
+
+Ranking the factors by s within each draw gives P(rank(f) = k), see `summarize`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import time
+from pathlib import Path
+
+import arviz as az
+import numpy as np
+import pandas as pd
+import pymc as pm
+from pytensor.gradient import disconnected_grad
+import scipy.linalg
+import xarray as xr
+
+from whatmatters.errors import WhatmattersError
+from whatmatters.io import atomic_path, provenance
+from whatmatters.summarize import ATTR_FREE, ATTR_PROVENANCE, ATTR_SPEC, level_dim
+
+log = logging.getLogger(__name__)
+
+# Priors, on the logit scale of the outcome (logit(0.9) - logit(0.8) = 0.81).
+ALPHA_SD = 1.5        # dataset intercept around its pooled observed logit: 1.5 spans ~50%..97% from 85%
+SIGMA_SCALE = 1.0     # sd of a factor's level effects; 95% below 2 logits, yet a level that halves
+                      # accuracy stays reachable, and ~300 runs x ~1000 trials outweigh the prior
+TAU_SCALE = 0.5       # dataset deviation relative to the pooled effect: datasets mostly agree,
+                      # but a factor that matters on one dataset only (tau ~ 1) is not excluded
+SEED_SD_SCALE = 0.5   # seed-to-seed sd of logit accuracy: typically 0.05..0.3; the tail admits
+                      # runs that diverged on one seed only
+
+
+
+def build_model(table: pd.DataFrame, spec: dict) -> pm.Model:
+    """The model of the module docstring for one outcome of a run table.
+
+    Args:
+      table: one row per run (R rows); needs `run_id`, `dataset`, one column per factor in
+        `spec["factors"]` holding level names, and the outcome's `successes` and `trials`
+        integer columns. Diverged runs stay in: they are data.
+      spec: the analysis spec (`factors` with `levels`, `datasets`, `outcome`).
+
+    Returns:
+      An unsampled `pm.Model` with coords `factor` (F), `dataset` (D), `run` (R),
+      `level_<factor>` (L_f) for each factor, `contrast` (sum_f (L_f - 1)) and
+      `dataset_contrast` (D - 1). Free variables: `alpha` (dataset), `sigma` (factor),
+      `tau` (factor), `sigma_seed` (dataset), `beta_tilde` (contrast), `gamma_tilde`
+      (dataset_contrast, contrast), `eta` (run); `tau` and `gamma_tilde` only if
+      D > 1. Deterministics, the ones to read: `beta_<f>` (level_<f>) and `gamma_<f>`
+      (dataset, level_<f>). Observed: `<outcome successes column>` (run).
+
+    Raises:
+      WhatmattersError: a needed column is missing, a level or dataset is not in the spec,
+        a spec dataset has no runs, run ids repeat, or counts are missing or impossible.
+    """
+    factors, datasets = list(spec["factors"]), list(spec["datasets"])
+    runs = _checked_table(table, spec)
+    successes = runs[spec["outcome"]["successes"]].to_numpy(dtype="int64")
+    trials = runs[spec["outcome"]["trials"]].to_numpy(dtype="int64")
+    dataset_of_run = pd.Categorical(runs["dataset"], categories=datasets).codes
+    multi = len(datasets) > 1
+
+    # Level effects of all factors stacked in one axis of sum_f L_f levels ("stacked level").
+    n_levels = [len(_levels(spec, f)) for f in factors]
+    first = np.concatenate([[0], np.cumsum(n_levels)[:-1]])                  # each factor's first stacked level
+    basis = scipy.linalg.block_diag(*[_zero_sum_basis(n) for n in n_levels])  # (sum L, sum (L-1))
+    factor_of_contrast = np.repeat(np.arange(len(factors)), [n - 1 for n in n_levels])
+    level_codes = np.column_stack([pd.Categorical(runs[f], categories=_levels(spec, f)).codes
+                                   for f in factors])                          # (R, F)
+    cells = dataset_of_run[:, None] * sum(n_levels) + first + level_codes     # (R, F) into (D, sum L)
+
+    coords = {
+        "factor": factors, "dataset": datasets, "run": runs["run_id"].astype(str).tolist(),
+        **{level_dim(f): _levels(spec, f) for f in factors},
+        "contrast": [f"{f}[{k}]" for f, n in zip(factors, n_levels) for k in range(1, n)],
+        "dataset_contrast": [f"dataset[{k}]" for k in range(1, len(datasets))],
+    }
+    with pm.Model(coords=coords) as model:
+        # Data
+        dataset_idx = pm.Data("dataset_idx", dataset_of_run, dims="run")
+        cell = pm.Data("cell", cells, dims=("run", "factor"))
+        n = pm.Data("trials", trials, dims="run")
+
+        # Priors
+        alpha = pm.Normal("alpha", mu=_pooled_logit(successes, trials, dataset_of_run, len(datasets)),
+                          sigma=ALPHA_SD, dims="dataset")
+        sigma = pm.HalfNormal("sigma", sigma=SIGMA_SCALE, dims="factor")
+        sigma_seed = pm.HalfNormal("sigma_seed", sigma=SEED_SD_SCALE, dims="dataset")
+
+        # beta_f ~ ZeroSumNormal(sigma_f): L_f - 1 iid Normal(0, sigma_f) contrasts on an
+        # orthonormal basis of the zero-sum levels. Stacking all factors keeps the graph
+        # small (a tenth of the per-factor form's nodes, the gradient ~3x faster).
+        beta_tilde = pm.Normal("beta_tilde", mu=0.0, sigma=1.0, dims="contrast")   # non-centred
+        beta = _dot(basis, sigma[factor_of_contrast] * beta_tilde)                # (sum L,)
+        effect = beta[None, :]                                                   # (1, sum L)
+        if multi:
+            # gamma_f ~ ZeroSumNormal(sigma_f tau_f) over datasets and levels, the same way
+            tau = pm.HalfNormal("tau", sigma=TAU_SCALE, dims="factor")
+            gamma_tilde = pm.Normal("gamma_tilde", mu=0.0, sigma=1.0, dims=("dataset_contrast", "contrast"))
+            gamma = _dot(_dot(_zero_sum_basis(len(datasets)), (sigma * tau)[factor_of_contrast] * gamma_tilde),
+                         basis.T)                                                # (D, sum L)
+            effect = effect + gamma                                              # (D, sum L)
+        for f, start, size in zip(factors, first, n_levels):
+            pm.Deterministic(f"beta_{f}", beta[start:start + size], dims=level_dim(f))
+            if multi:
+                pm.Deterministic(f"gamma_{f}", gamma[:, start:start + size], dims=("dataset", level_dim(f)))
+
+        # mu_r = alpha_d + sum_f (beta_f + gamma_f)[d, l_f(r)]
+        mu = alpha[dataset_idx] + effect.flatten()[cell].sum(axis=1)              # (R,)
+
+        # Likelihood: eta_r = mu_r + eps_r, eps_r ~ Normal(0, sigma_seed_d), centred: with
+        # hundreds of test examples per run the data pin each eta_r down far more tightly
+        # than sigma_seed_d does, which is where the centred form samples well.
+        eta = pm.Normal("eta", mu=mu, sigma=sigma_seed[dataset_idx], dims="run")
+        pm.Binomial(spec["outcome"]["successes"], n=n, logit_p=eta, observed=successes, dims="run")
+    return model
+
+
+def fit(table: pd.DataFrame, spec: dict) -> az.InferenceData:
+    """Sample the posterior of `build_model(table, spec)` and add the importances.
+
+    Sampler settings come from `spec["sampler"]`: chains, draws, tune, target_accept,
+    seed (one seed for every chain), cores.
+
+    Returns:
+      InferenceData whose posterior holds the model's variables plus
+      `importance` (chain, draw, factor, dataset) and `importance_pooled`
+      (chain, draw, factor); `posterior.attrs` holds the spec, the provenance and the
+      names of the free variables as JSON strings (they survive `save`/`load`).
+    """
+    s = spec["sampler"]
+    model = build_model(table, spec)
+    start = time.perf_counter()
+    with model:
+        idata = pm.sample(
+            draws=int(s["draws"]), tune=int(s["tune"]), chains=int(s["chains"]),
+            cores=int(s.get("cores", 1)), target_accept=float(s.get("target_accept", 0.9)),
+            random_seed=int(s["seed"]), progressbar=False, compute_convergence_checks=False,
+        )
+    seconds = time.perf_counter() - start
+    add_importance(idata, spec)
+    idata.posterior.attrs[ATTR_SPEC] = json.dumps(spec)
+    idata.posterior.attrs[ATTR_FREE] = json.dumps([v.name for v in model.free_RVs])
+    idata.posterior.attrs[ATTR_PROVENANCE] = json.dumps(provenance(
+        step="fit", sampler=dict(s), runs=int(len(table)), sampling_seconds=round(seconds, 1),
+    ))
+    return idata
+
+
+def add_importance(idata: az.InferenceData, spec: dict) -> az.InferenceData:
+    """Add `importance` (chain, draw, factor, dataset) and `importance_pooled`
+    (chain, draw, factor) to `idata.posterior`, in place, from `beta_<f>` and `gamma_<f>`."""
+    post = idata.posterior
+    per_factor = []
+    for f in spec["factors"]:
+        effect = post[f"beta_{f}"]                                             # (chain, draw, L_f)
+        if f"gamma_{f}" in post:
+            effect = effect + post[f"gamma_{f}"]                                # (chain, draw, D, L_f)
+        else:
+            effect = effect.expand_dims(dataset=post["dataset"].values)
+        per_factor.append(effect.std(level_dim(f), ddof=1).drop_vars(level_dim(f), errors="ignore"))
+    importance = xr.concat(per_factor, dim=pd.Index(list(spec["factors"]), name="factor"))
+    importance = importance.transpose("chain", "draw", "factor", "dataset")
+    post["importance"] = importance
+    post["importance_pooled"] = importance.mean("dataset")
+    return idata
+
+
+def save(idata: az.InferenceData, path) -> None:
+    """Write `idata` to NetCDF at `path`, atomically (whole file or the old one)."""
+    with atomic_path(path) as tmp:
+        idata.to_netcdf(str(tmp))
+
+
+def load(path) -> az.InferenceData:
+    """Read an InferenceData written by `save`, fully into memory (the file is not kept open)."""
+    idata = az.from_netcdf(str(path))
+    idata.load()
+    return idata
+
+
+def simulate_table(spec: dict, importance: dict[str, float], *, configs: int = 50, seeds: int = 3,
+                   trials: dict[str, int] | int = 1000, accuracy: dict[str, float] | float = 0.85,
+                   dataset_deviation: float = 0.2, seed_sd: float = 0.15,
+                   diverged_fraction: float = 0.03, diverged_accuracy: float = 0.1,
+                   random_seed: int = 0) -> tuple[pd.DataFrame, dict]:
+    """A run table drawn from the model's generative process with planted importances.
+
+    Each factor's pooled level effects are a random zero-sum vector rescaled so its
+    finite-population sd is exactly `importance[f]` (logit scale); each dataset adds a
+    deviation of relative size `dataset_deviation`; every run adds seed noise of sd
+    `seed_sd`. The same `configs` distinct random configs run on every dataset with
+    `seeds` seeds; a `diverged_fraction` of runs, at random, diverge to ~`diverged_accuracy`.
+
+    Returns:
+      (table, truth): table with the columns `build_model` expects (outcome columns
+      `n_test`, `n_test_correct`, `test_accuracy`, and `train` ones); truth maps
+      `beta` -> {factor: level effects} and `importance` -> {factor: {dataset: s_fd}}.
+    """
+    rng = np.random.default_rng(random_seed)
+    factors, datasets = list(spec["factors"]), list(spec["datasets"])
+    trials = trials if isinstance(trials, dict) else {d: trials for d in datasets}
+    accuracy = accuracy if isinstance(accuracy, dict) else {d: accuracy for d in datasets}
+
+    def zero_sum(n_levels, sd):
+        v = rng.normal(size=n_levels)
+        v -= v.mean()
+        return v * sd / v.std(ddof=1) if sd > 0 else np.zeros(n_levels)
+
+    beta = {f: zero_sum(len(spec["factors"][f]["levels"]), importance.get(f, 0.0)) for f in factors}
+    effect = {(f, d): beta[f] + zero_sum(len(beta[f]), dataset_deviation * importance.get(f, 0.0))
+              for f in factors for d in datasets}
+    sizes = [len(spec["factors"][f]["levels"]) for f in factors]
+    picks = rng.choice(int(np.prod(sizes)), size=min(configs, int(np.prod(sizes))), replace=False)
+    choices = [dict(zip(factors, np.unravel_index(i, sizes))) for i in picks]   # distinct configs
+
+    rows = []
+    for d in datasets:
+        for c in choices:
+            config_id = hashlib.sha1(json.dumps({f: int(c[f]) for f in factors}).encode()).hexdigest()[:10]
+            for seed in range(seeds):
+                eta = (np.log(accuracy[d] / (1 - accuracy[d])) + rng.normal(0, seed_sd)
+                       + sum(effect[f, d][c[f]] for f in factors))
+                diverged = rng.random() < diverged_fraction
+                p = diverged_accuracy if diverged else 1 / (1 + np.exp(-eta))
+                n = trials[d]
+                k = int(rng.binomial(n, p))
+                k_train = int(rng.binomial(n, diverged_accuracy if diverged else min(1.0, p + 0.05)))
+                rows.append({
+                    "run_id": f"{d}/{config_id}/{seed}", "dataset": d, "config_id": config_id,
+                    "seed": seed, "status": "diverged" if diverged else "ok",
+                    **{f: spec["factors"][f]["levels"][c[f]] for f in factors},
+                    "n_test": n, "n_test_correct": k, "test_accuracy": k / n,
+                    "n_train": n, "n_train_correct": k_train, "train_accuracy": k_train / n,
+                })
+    table = pd.DataFrame(rows)
+    truth = {
+        "beta": {f: beta[f].tolist() for f in factors},
+        "importance": {f: {d: float(np.std(effect[f, d], ddof=1)) for d in datasets} for f in factors},
+    }
+    return table, truth
+
+
+def _checked_table(table: pd.DataFrame, spec: dict) -> pd.DataFrame:
+    """The table, validated against the spec; every failure names what to fix."""
+    factors, datasets = list(spec["factors"]), list(spec["datasets"])
+    outcome = spec["outcome"]
+    needed = ["run_id", "dataset", *factors, outcome["successes"], outcome["trials"]]
+    missing = [c for c in needed if c not in table.columns]
+    if missing:
+        raise WhatmattersError(
+            f"run table lacks column(s) {missing} needed for outcome {outcome['name']!r}; "
+            f"it has {sorted(map(str, table.columns))}")
+    if len(table) == 0:
+        raise WhatmattersError("run table is empty: nothing to fit")
+    if table["run_id"].duplicated().any():
+        dup = table.loc[table["run_id"].duplicated(), "run_id"].head(5).tolist()
+        raise WhatmattersError(f"run table repeats run_id(s) {dup}: one row per run expected")
+    unknown = sorted(set(table["dataset"].astype(str)) - set(datasets))
+    if unknown:
+        raise WhatmattersError(f"run table has dataset(s) {unknown} not in the spec's datasets {datasets}")
+    absent = [d for d in datasets if not (table["dataset"] == d).any()]
+    if absent:
+        raise WhatmattersError(f"spec dataset(s) {absent} have no runs in the table; "
+                               "fit a spec that lists only the datasets that were run")
+    for f in factors:
+        levels = list(spec["factors"][f]["levels"])
+        if len(levels) < 2:
+            raise WhatmattersError(f"factor {f!r} has {len(levels)} level(s); importance needs >= 2")
+        extra = sorted(set(table[f].astype(str)) - set(levels))
+        if extra:
+            raise WhatmattersError(f"factor {f!r} has level(s) {extra} in the run table "
+                                   f"that are not in the spec's levels {levels}")
+    for col in (outcome["successes"], outcome["trials"]):
+        if table[col].isna().any():
+            bad = table.loc[table[col].isna(), "run_id"].head(5).tolist()
+            raise WhatmattersError(f"column {col!r} is missing for run(s) {bad}; "
+                                   "diverged runs need their measured counts too")
+    k, n = table[outcome["successes"]], table[outcome["trials"]]
+    if ((k < 0) | (n <= 0) | (k > n)).any():
+        bad = table.loc[(k < 0) | (n <= 0) | (k > n), "run_id"].head(5).tolist()
+        raise WhatmattersError(f"impossible counts (need 0 <= {outcome['successes']} <= "
+                               f"{outcome['trials']}, trials > 0) for run(s) {bad}")
+    return table.reset_index(drop=True)
+
+
+def _levels(spec: dict, factor: str) -> list[str]:
+    return list(spec["factors"][factor]["levels"])
+
+
+def _dot(a, b):
+    """a @ b for a constant (m, k) matrix `a` and a (k,) or (k, n) tensor `b`, as a
+    broadcast product and sum: pip-installed PyTensor has no C BLAS, and its Python
+    fallback costs more than the whole likelihood for matrices this small."""
+    if b.ndim == 1:
+        return (a * b[None, :]).sum(axis=1)
+    return (a[:, :, None] * b[None, :, :]).sum(axis=1)
+
+
+def _zero_sum_basis(n: int) -> np.ndarray:
+    """(n, n-1) orthonormal basis of the vectors that sum to zero (Helmert contrasts).
+
+    With c ~ Normal(0, s) iid, basis @ c ~ ZeroSumNormal(s): the same distribution
+    `pm.ZeroSumNormal` has."""
+    basis = np.zeros((n, n - 1))
+    for k in range(1, n):
+        basis[:k, k - 1] = 1.0
+        basis[k, k - 1] = -k
+        basis[:, k - 1] /= np.sqrt(k * (k + 1))
+    return basis
+
+
+def _pooled_logit(successes, trials, dataset_idx, n_datasets) -> np.ndarray:
+    """logit of each dataset's pooled observed accuracy, kept off 0 and 1."""
+    k = np.bincount(dataset_idx, weights=successes, minlength=n_datasets)
+    n = np.bincount(dataset_idx, weights=trials, minlength=n_datasets)
+    p = (k + 0.5) / (n + 1.0)
+    return np.log(p / (1 - p))

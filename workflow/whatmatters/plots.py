@@ -1,0 +1,187 @@
+"""Figures of a fitted outcome: rank probabilities, importance, level effects, diagnostics.
+
+Each `*_figure` function builds one matplotlib Figure from an InferenceData (or a
+diagnostics dict) and touches no global state (no pyplot), so it is safe in a headless
+Snakemake job; `plot_outcome` writes them all. Factors are listed most important first
+(by pooled expected rank) in every figure, so rows line up across figures.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")  # headless: never open a window
+import numpy as np  # noqa: E402
+from matplotlib.figure import Figure  # noqa: E402
+
+from whatmatters.io import atomic_path  # noqa: E402
+from whatmatters.summarize import (  # noqa: E402
+    POOLED, diagnostics, expected_ranks, hdi, importance_by_scope, level_dim, provenance_of,
+    rank_probabilities,
+)
+
+RED, GREEN, ORANGE, BLUE = "#c0392b", "#1e8449", "#d68910", "#2e86c1"
+
+
+def plot_outcome(idata, spec: dict, out_dir) -> list[Path]:
+    """Write ranks, importance and level_effects (.png and .svg each) and diagnostics.png
+    into `out_dir`, atomically. Returns the paths written."""
+    out = Path(out_dir)
+    stamp = _stamp(idata, spec)
+    written = []
+    for name, fig in (("ranks", ranks_figure(idata)), ("importance", importance_figure(idata)),
+                      ("level_effects", level_effects_figure(idata, spec))):
+        written += [_save(fig, out / f"{name}.{fmt}", stamp) for fmt in ("png", "svg")]
+    written.append(_save(diagnostics_figure(diagnostics(idata)), out / "diagnostics.png", stamp))
+    return written
+
+
+def ranks_figure(idata) -> Figure:
+    """Heatmap of P(rank = k), factor x rank, one panel pooled and one per dataset."""
+    probs = rank_probabilities(idata)
+    order = list(expected_ranks(idata).index)
+    scopes = list(dict.fromkeys(probs["dataset"]))
+    n = len(order)
+    fig = Figure(figsize=(0.55 * n * len(scopes) + 2.5, 0.45 * n + 1.6), layout="constrained")
+    axes = fig.subplots(1, len(scopes), sharey=True, squeeze=False)[0]
+    for ax, scope in zip(axes, scopes):
+        table = (probs[probs["dataset"] == scope]
+                 .pivot(index="factor", columns="rank", values="probability").loc[order])
+        image = ax.imshow(table.values, cmap="Blues", vmin=0, vmax=1, aspect="auto")
+        for (i, k), p in np.ndenumerate(table.values):
+            ax.text(k, i, f"{p:.2f}", ha="center", va="center", fontsize=8,
+                    color="white" if p > 0.55 else "black")
+        ax.set_xticks(range(n), [str(k) for k in table.columns])
+        ax.set_yticks(range(n), order)
+        ax.set_title(_scope_title(scope))
+    fig.supxlabel("rank (1 = most important)")
+    fig.colorbar(image, ax=list(axes), label="posterior probability", shrink=0.9)
+    return fig
+
+
+def importance_figure(idata) -> Figure:
+    """Posterior mean (dot), 50% (thick) and 90% (thin) intervals of each factor's
+    importance, one panel pooled and one per dataset."""
+    scopes = importance_by_scope(idata)
+    order = list(expected_ranks(idata).index)
+    fig = Figure(figsize=(3.2 * len(scopes) + 1.5, 0.4 * len(order) + 1.5), layout="constrained")
+    axes = fig.subplots(1, len(scopes), sharey=True, sharex=True, squeeze=False)[0]
+    for ax, (scope, imp) in zip(axes, scopes.items()):
+        for y, f in enumerate(order):
+            _interval(ax, y, imp.sel(factor=f).values, BLUE)
+        ax.set_yticks(range(len(order)), order)
+        ax.set_ylim(len(order) - 0.5, -0.5)
+        ax.set_title(_scope_title(scope))
+        ax.grid(axis="x", alpha=0.3)
+    axes[0].set_xlim(0, 1.05 * max(hdi(imp.sel(factor=f).values, 0.90)[1]
+                                   for imp in scopes.values() for f in order))
+    fig.supxlabel("importance: sd of the factor's level effects (logit scale); mean, 50% and 90% HDI")
+    return fig
+
+
+def level_effects_figure(idata, spec: dict) -> Figure:
+    """Per factor, the pooled effect beta_f of each level on the logit scale (mean, 50% and
+    90% intervals); the baseline level drawn in orange and labelled."""
+    order = list(expected_ranks(idata).index)
+    ncols = min(4, len(order))
+    nrows = -(-len(order) // ncols)
+    height = max(len(spec["factors"][f]["levels"]) for f in order) * 0.35 + 1.0
+    fig = Figure(figsize=(3.3 * ncols, height * nrows), layout="constrained")
+    axes = fig.subplots(nrows, ncols, squeeze=False).ravel()   # own x scale: small effects stay visible
+    post = idata.posterior
+    for ax, f in zip(axes, order):
+        beta = post[f"beta_{f}"]
+        baseline = spec["factors"][f].get("baseline")
+        levels = [str(v) for v in beta[level_dim(f)].values]
+        for y, level in enumerate(levels):
+            is_base = level == baseline
+            _interval(ax, y, beta.sel({level_dim(f): level}).values, ORANGE if is_base else BLUE)
+        ax.set_yticks(range(len(levels)),
+                      [f"{lv} (baseline)" if lv == baseline else lv for lv in levels])
+        for tick, lv in zip(ax.get_yticklabels(), levels):
+            if lv == baseline:
+                tick.set_color(ORANGE)
+                tick.set_fontweight("bold")
+        ax.set_ylim(len(levels) - 0.5, -0.5)
+        ax.axvline(0, color="grey", lw=0.8, ls="--")
+        ax.set_title(f)
+        ax.grid(axis="x", alpha=0.3)
+    for ax in axes[len(order):]:
+        ax.set_visible(False)
+    fig.supxlabel("pooled level effect beta (logit scale; levels of a factor sum to 0)")
+    return fig
+
+
+def diagnostics_figure(diag: dict) -> Figure:
+    """Sampler health at a glance: a red WARNING banner naming each problem when
+    `diag["ok"]` is False, a green "sampling healthy" line otherwise; below, R-hat and
+    bulk/tail ESS of every importance against their thresholds.
+
+    Args:
+      diag: the dict returned by `summarize.diagnostics`.
+    """
+    fig = Figure(figsize=(11, 5.2))
+    if diag["ok"]:
+        fig.text(0.5, 0.95, f"sampling healthy: {_overall(diag)}", ha="center", va="center",
+                 color=GREEN, fontsize=12, fontweight="bold")
+    else:
+        fig.text(0.5, 0.93, "WARNING: SAMPLING UNHEALTHY, DO NOT TRUST THESE RESULTS\n"
+                 + "\n".join(diag["problems"]) + f"\n{_overall(diag)}",
+                 ha="center", va="center", color="white", fontsize=11, fontweight="bold",
+                 bbox={"boxstyle": "round,pad=0.6", "facecolor": RED, "edgecolor": RED}, wrap=True)
+    if diag.get("warnings"):
+        fig.text(0.5, 0.80, "; ".join(diag["warnings"]), ha="center", color=ORANGE, fontsize=9)
+
+    rows = diag.get("importance", [])
+    labels = [f"{r['factor']} / {r['dataset']}" for r in rows]
+    y = np.arange(len(rows))
+    ax_r, ax_e = fig.subplots(1, 2, sharey=True, gridspec_kw={"top": 0.74, "bottom": 0.1, "left": 0.2})
+    rhat = np.array([np.nan if r["rhat"] is None else r["rhat"] for r in rows], dtype=float)
+    ax_r.scatter(rhat, y, c=[RED if v > diag["thresholds"]["max_rhat"] else GREEN for v in rhat], s=18)
+    ax_r.axvline(diag["thresholds"]["max_rhat"], color=RED, ls="--", lw=1, label="max R-hat")
+    ax_r.set_xlabel("R-hat of importance")
+    ax_r.legend(loc="lower right", fontsize=8)
+    for key, marker in (("ess_bulk", "o"), ("ess_tail", "s")):
+        ax_e.scatter([np.nan if r[key] is None else r[key] for r in rows], y, marker=marker, s=18,
+                     label=key.replace("_", " "))
+    ax_e.axvline(diag["thresholds"]["min_ess"], color=ORANGE, ls="--", lw=1, label="min ESS")
+    ax_e.set_xlabel("effective sample size of importance")
+    ax_e.legend(loc="lower right", fontsize=8)
+    ax_r.set_yticks(y, labels, fontsize=7)
+    ax_r.set_ylim(len(rows) - 0.5, -0.5)
+    return fig
+
+
+def _overall(diag: dict) -> str:
+    fmt = lambda v, spec: "n/a" if v is None else format(v, spec)  # noqa: E731
+    return (f"{fmt(diag['divergences'], 'd')} divergences, max R-hat {fmt(diag['max_rhat'], '.3f')}"
+            f" ({diag.get('worst_rhat_variable') or 'n/a'}), min ESS bulk {fmt(diag['min_ess_bulk'], '.0f')}"
+            f" / tail {fmt(diag['min_ess_tail'], '.0f')}; {diag['chains']} chains x {diag['draws']} draws")
+
+
+def _interval(ax, y: float, draws, color: str) -> None:
+    """Mean dot, 50% HDI thick bar, 90% HDI thin bar at height y."""
+    lo90, hi90 = hdi(draws, 0.90)
+    lo50, hi50 = hdi(draws, 0.50)
+    ax.hlines(y, lo90, hi90, color=color, lw=1.2)
+    ax.hlines(y, lo50, hi50, color=color, lw=4)
+    ax.plot([np.mean(draws)], [y], "o", color="white", mec=color, ms=5)
+
+
+def _scope_title(scope: str) -> str:
+    return "pooled (mean over datasets)" if scope == POOLED else scope
+
+
+def _stamp(idata, spec: dict) -> str:
+    revision = provenance_of(idata).get("code_revision", "unknown")
+    return f"whatmatters; outcome {spec.get('outcome', {}).get('name')}; code {revision}"
+
+
+def _save(fig: Figure, path: Path, stamp: str) -> Path:
+    fmt = path.suffix.lstrip(".")
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format=fmt, dpi=150, bbox_inches="tight", metadata={"Description": stamp}
+                    if fmt in ("png", "svg") else None)
+    return path

@@ -1,0 +1,287 @@
+"""From a fitted posterior to the published numbers: importance, rank probabilities,
+hypothesis probabilities and sampler diagnostics.
+
+Every function here is pure: it reads an `az.InferenceData` whose posterior holds
+
+    importance         (chain, draw, factor, dataset)   s_{f,d}, see `whatmatters.model`
+    importance_pooled  (chain, draw, factor)            s_f = mean_d s_{f,d}
+
+and returns plain tables or dicts. A "scope" is where importance is measured:
+"pooled" or one dataset's name. Only `write_summaries` touches the disk.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+from pathlib import Path
+
+import arviz as az
+import numpy as np
+import pandas as pd
+import xarray as xr
+
+from whatmatters.errors import WhatmattersError
+from whatmatters.io import atomic_path, provenance, write_json
+
+log = logging.getLogger(__name__)
+
+POOLED = "pooled"
+INTERVAL = 0.90          # importance.csv interval: hdi_5 .. hdi_95
+MAX_RHAT = 1.01          # Vehtari et al. (2021): above this, chains have not mixed
+MIN_ESS_PER_CHAIN = 100  # ... and below 100 per chain, tail quantiles are unreliable
+
+# JSON strings in `idata.posterior.attrs`, written by `model.fit`; they survive NetCDF.
+ATTR_SPEC = "whatmatters_spec"
+ATTR_PROVENANCE = "whatmatters_provenance"
+ATTR_FREE = "whatmatters_free_variables"
+
+
+def level_dim(factor: str) -> str:
+    """The dim (and coord) name of a factor's levels in the posterior, e.g. 'level_init'."""
+    return f"level_{factor}"
+
+
+def spec_of(idata: az.InferenceData) -> dict:
+    """The analysis spec a fit was made with ({} if the InferenceData has none)."""
+    raw = idata.posterior.attrs.get(ATTR_SPEC)
+    return json.loads(raw) if raw else {}
+
+
+def provenance_of(idata: az.InferenceData) -> dict:
+    """The provenance recorded by the fit ({} if the InferenceData has none)."""
+    raw = idata.posterior.attrs.get(ATTR_PROVENANCE)
+    return json.loads(raw) if raw else {}
+
+
+def importance_by_scope(idata: az.InferenceData) -> dict[str, xr.DataArray]:
+    """{"pooled": (chain, draw, factor), <dataset>: (chain, draw, factor), ...}, pooled first."""
+    post = idata.posterior
+    scopes = {POOLED: post["importance_pooled"]}
+    for d in post["importance"]["dataset"].values:
+        scopes[str(d)] = post["importance"].sel(dataset=d, drop=True)
+    return {s: a.transpose("chain", "draw", "factor") for s, a in scopes.items()}
+
+
+def ranks(importance: xr.DataArray) -> xr.DataArray:
+    """Rank of each factor within each draw, 1 = most important.
+
+    Args:
+      importance: (..., factor) draws of importance.
+    Returns:
+      int DataArray of the same dims; along `factor` each draw is a permutation of 1..F.
+      Exact ties (measure zero for a real posterior) go to the factor listed first.
+    """
+    arr = importance.transpose(..., "factor")
+    order = np.argsort(-arr.values, axis=-1, kind="stable")
+    rank = np.argsort(order, axis=-1, kind="stable") + 1
+    return arr.copy(data=rank)
+
+
+def hdi(samples, prob: float) -> tuple[float, float]:
+    """Highest-density interval: the narrowest interval holding `prob` of the samples.
+
+    Args:
+      samples: array-like of draws (any shape; flattened).
+    Returns:
+      (low, high), both among the samples.
+    """
+    x = np.sort(np.asarray(samples, dtype=float).ravel())
+    n = x.size
+    inside = min(n - 1, int(math.floor(prob * n)))    # index span of the interval
+    widths = x[inside:] - x[: n - inside]
+    i = int(np.argmin(widths))
+    return float(x[i]), float(x[i + inside])
+
+
+def importance_table(idata: az.InferenceData) -> pd.DataFrame:
+    """Posterior summary of each factor's importance, per scope.
+
+    Returns:
+      long DataFrame, one row per (dataset, factor), pooled rows first, factors in study
+      order; columns `factor`, `dataset` ("pooled" or a dataset name), `mean`, `sd`,
+      `hdi_5`, `hdi_95` (90% highest-density interval), `p_rank_1` (P(factor ranks first)).
+    """
+    rows = []
+    for scope, imp in importance_by_scope(idata).items():
+        first = (ranks(imp) == 1).mean(("chain", "draw"))
+        for f in imp["factor"].values:
+            draws = imp.sel(factor=f).values
+            low, high = hdi(draws, INTERVAL)
+            rows.append({"factor": str(f), "dataset": scope, "mean": float(draws.mean()),
+                         "sd": float(draws.std(ddof=1)) if draws.size > 1 else 0.0,
+                         "hdi_5": low, "hdi_95": high,
+                         "p_rank_1": float(first.sel(factor=f))})
+    return pd.DataFrame(rows, columns=["factor", "dataset", "mean", "sd", "hdi_5", "hdi_95", "p_rank_1"])
+
+
+def rank_probabilities(idata: az.InferenceData) -> pd.DataFrame:
+    """P(rank(factor) = k), per scope: the headline output.
+
+    Returns:
+      long DataFrame with columns `factor`, `dataset` ("pooled" or a name), `rank`
+      (1 = most important .. F), `probability`; all F x F cells per scope, zeros included.
+      Per scope the F x F table is doubly stochastic: each factor's probabilities sum to 1
+      over ranks and each rank's sum to 1 over factors.
+    """
+    rows = []
+    for scope, imp in importance_by_scope(idata).items():
+        r = ranks(imp)
+        n_factors = r.sizes["factor"]
+        for f in r["factor"].values:
+            rf = r.sel(factor=f).values.ravel()
+            counts = np.bincount(rf, minlength=n_factors + 1)[1:] / rf.size
+            rows += [{"factor": str(f), "dataset": scope, "rank": k + 1, "probability": float(p)}
+                     for k, p in enumerate(counts)]
+    return pd.DataFrame(rows, columns=["factor", "dataset", "rank", "probability"])
+
+
+def expected_ranks(idata: az.InferenceData, scope: str = POOLED) -> pd.Series:
+    """Posterior mean rank of each factor in `scope`, ascending (most important first)."""
+    r = ranks(importance_by_scope(idata)[scope])
+    return r.mean(("chain", "draw")).to_series().sort_values(kind="stable")
+
+
+def hypothesis_probabilities(idata: az.InferenceData, hypotheses: list[dict]) -> dict:
+    """Posterior probability of each stated ordering of factors, and of its adjacent pairs.
+
+    Args:
+      hypotheses: [{"name": str, "order": [factor, ...]}], most important factor first;
+        the order may list a subset (>= 2) of the factors; only those are compared.
+    Returns:
+      {name: {"order": [...], "scopes": {scope: {"p_order": P(o1 > o2 > ... > oK),
+      "pairs": {"o1 > o2": P(s_o1 > s_o2), ...}}}}}, scopes "pooled" then each dataset.
+    Raises:
+      WhatmattersError: an order names an unknown factor, repeats one, or has < 2 factors.
+    """
+    scopes = importance_by_scope(idata)
+    known = [str(f) for f in scopes[POOLED]["factor"].values]
+    out = {}
+    for h in hypotheses:
+        order = list(h["order"])
+        unknown = [f for f in order if f not in known]
+        if unknown or len(set(order)) != len(order) or len(order) < 2:
+            raise WhatmattersError(
+                f"hypothesis {h.get('name')!r}: order {order} must list >= 2 distinct factors "
+                f"from {known}" + (f"; unknown: {unknown}" if unknown else ""))
+        by_scope = {}
+        for scope, imp in scopes.items():
+            above = [imp.sel(factor=a) > imp.sel(factor=b) for a, b in zip(order, order[1:])]
+            holds = above[0]
+            for claim in above[1:]:
+                holds = holds & claim
+            by_scope[scope] = {
+                "p_order": float(holds.mean()),
+                "pairs": {f"{a} > {b}": float(c.mean()) for (a, b), c in zip(zip(order, order[1:]), above)},
+            }
+        out[h["name"]] = {"order": order, "scopes": by_scope}
+    return out
+
+
+def diagnostics(idata: az.InferenceData) -> dict:
+    """Sampler health: divergences, R-hat, bulk and tail ESS.
+
+    The worst values are taken over the model's free variables (their names are stored by
+    `model.fit`; without them, over every posterior variable but the importances, or over
+    all if that leaves none), and reported again per importance (factor x scope).
+
+    Returns:
+      {"ok": divergences == 0 and max_rhat <= 1.01, "problems": [why not ok],
+       "warnings": [low ESS], "chains", "draws", "divergences", "max_rhat",
+       "worst_rhat_variable", "min_ess_bulk", "min_ess_tail", "thresholds",
+       "importance": [{"factor", "dataset", "rhat", "ess_bulk", "ess_tail"}, ...]}
+    """
+    post = idata.posterior
+    chains, draws = post.sizes["chain"], post.sizes["draw"]
+    stored = post.attrs.get(ATTR_FREE)
+    names = [v for v in json.loads(stored) if v in post] if stored else [
+        v for v in post.data_vars if not str(v).startswith("importance")]
+    free = post[names or list(post.data_vars)]
+
+    problems, warnings = [], []
+    if "sample_stats" in idata.groups() and "diverging" in idata.sample_stats:
+        divergences = int(idata.sample_stats["diverging"].sum())
+        if divergences:
+            problems.append(f"{divergences} divergent transition(s) in {chains * draws} draws: "
+                            "the posterior is not trustworthy")
+    else:
+        divergences = None
+        problems.append("no sample_stats.diverging: divergences unknown")
+
+    worst_var, max_rhat = _worst(az.rhat(free), max)
+    _, min_bulk = _worst(az.ess(free, method="bulk"), min)
+    _, min_tail = _worst(az.ess(free, method="tail"), min)
+    if chains < 2 or max_rhat is None:
+        problems.append("R-hat needs >= 2 chains: convergence cannot be checked")
+    elif max_rhat > MAX_RHAT:
+        problems.append(f"max R-hat {max_rhat:.3f} > {MAX_RHAT} (worst: {worst_var}): chains disagree")
+    min_ess = MIN_ESS_PER_CHAIN * chains
+    for kind, value in (("bulk", min_bulk), ("tail", min_tail)):
+        if value is not None and value < min_ess:
+            warnings.append(f"min {kind} ESS {value:.0f} < {min_ess}: intervals are noisy")
+
+    per_importance = []
+    for scope, imp in importance_by_scope(idata).items():
+        ds = imp.to_dataset(name="i")
+        rh, eb, et = (az.rhat(ds)["i"], az.ess(ds, method="bulk")["i"], az.ess(ds, method="tail")["i"])
+        for f in imp["factor"].values:
+            per_importance.append({"factor": str(f), "dataset": scope,
+                                   "rhat": _num(rh.sel(factor=f)), "ess_bulk": _num(eb.sel(factor=f)),
+                                   "ess_tail": _num(et.sel(factor=f))})
+    return {
+        "ok": not problems, "problems": problems, "warnings": warnings,
+        "chains": int(chains), "draws": int(draws), "divergences": divergences,
+        "max_rhat": max_rhat, "worst_rhat_variable": worst_var,
+        "min_ess_bulk": min_bulk, "min_ess_tail": min_tail,
+        "thresholds": {"max_rhat": MAX_RHAT, "min_ess": min_ess},
+        "importance": per_importance,
+    }
+
+
+def write_summaries(idata: az.InferenceData, spec: dict, out_dir) -> dict[str, Path]:
+    """Write importance.csv, ranks.csv, hypotheses.json, diagnostics.json and
+    provenance.json into `out_dir`, each atomically; log a loud warning if sampling was
+    unhealthy. Returns {name: path}."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    prov = provenance(step="summarize", outcome=spec.get("outcome", {}).get("name"),
+                      fit=provenance_of(idata))
+    diag = diagnostics(idata)
+    if not diag["ok"]:
+        log.warning("!!! SAMPLING UNHEALTHY for outcome %r: %s. Do not trust these rankings; "
+                    "see diagnostics.json.", prov["outcome"], "; ".join(diag["problems"]))
+    for w in diag["warnings"]:
+        log.warning("sampling: %s", w)
+
+    paths = {name: out / name for name in
+             ("importance.csv", "ranks.csv", "hypotheses.json", "diagnostics.json", "provenance.json")}
+    _write_csv(paths["importance.csv"], importance_table(idata))
+    _write_csv(paths["ranks.csv"], rank_probabilities(idata))
+    write_json(paths["hypotheses.json"], {
+        "hypotheses": hypothesis_probabilities(idata, spec.get("hypotheses", [])), "provenance": prov})
+    write_json(paths["diagnostics.json"], {**diag, "provenance": prov})
+    write_json(paths["provenance.json"], prov)
+    return paths
+
+
+def _write_csv(path: Path, table: pd.DataFrame) -> None:
+    with atomic_path(path) as tmp:
+        table.to_csv(tmp, index=False)
+
+
+def _worst(stat: xr.Dataset, pick) -> tuple[str | None, float | None]:
+    """(variable, value) of the worst finite value over every variable of `stat`."""
+    best = (None, None)
+    for name, arr in stat.data_vars.items():
+        values = arr.values[np.isfinite(arr.values)]
+        if values.size:
+            v = float(pick(values))
+            if best[1] is None or pick(v, best[1]) == v:
+                best = (str(name), v)
+    return best
+
+
+def _num(arr) -> float | None:
+    v = float(arr)
+    return v if math.isfinite(v) else None
