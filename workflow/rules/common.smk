@@ -31,11 +31,13 @@ wildcard_constraints:
 def dataset_spec(wildcards):
     """What prepare_data needs (no training budget: changing it must not re-prepare)."""
     d = next(d for d in STUDY["datasets"] if d["name"] == wildcards.dataset)
-    return json.dumps({k: d[k] for k in ("name", "kind", "settings")})
+    return json.dumps({k: d[k] for k in ("name", "kind", "settings")}, sort_keys=True)
 
 
 def train_spec(wildcards):
-    return json.dumps(job_spec(STUDY, DESIGN, wildcards.dataset, wildcards.job))
+    return json.dumps(
+        job_spec(STUDY, DESIGN, wildcards.dataset, wildcards.job), sort_keys=True
+    )
 
 
 def fit_spec(wildcards):

@@ -141,6 +141,7 @@ def diagnostics_figure(diag: dict) -> Figure:
     rhat = np.array([np.nan if r["rhat"] is None else r["rhat"] for r in rows], dtype=float)
     ax_r.scatter(rhat, y, c=[RED if v > diag["thresholds"]["max_rhat"] else GREEN for v in rhat], s=18)
     ax_r.axvline(diag["thresholds"]["max_rhat"], color=RED, ls="--", lw=1, label="max R-hat")
+    ax_r.margins(x=0.1)                                   # keep the worst point off the frame
     ax_r.set_xlabel("R-hat of importance")
     ax_r.legend(loc="lower right", fontsize=8)
     for key, marker in (("ess_bulk", "o"), ("ess_tail", "s")):

@@ -128,7 +128,7 @@ class Registry:
                         f"{where}: missing required setting {key!r} for {self.factor} kind {kind!r}"
                     )
                 resolved[key] = setting.default
-        return resolved
+        return {key: resolved[key] for key in allowed}  # canonical order, whatever the YAML's
 
     def build(self, kind: str, settings: dict, *args):
         """Call the kind's builder with the trainer's arguments and the level's own settings."""
