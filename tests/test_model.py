@@ -1,7 +1,6 @@
 """model: structure without sampling (bambi style), input checks, and one small planted-effects fit."""
 
 import numpy as np
-import pandas as pd
 import pymc as pm
 import pytest
 

@@ -51,13 +51,11 @@ import hashlib
 import json
 import logging
 import time
-from pathlib import Path
 
 import arviz as az
 import numpy as np
 import pandas as pd
 import pymc as pm
-from pytensor.gradient import disconnected_grad
 import scipy.linalg
 import xarray as xr
 
