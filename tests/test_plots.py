@@ -41,7 +41,7 @@ def written(tmp_path_factory):
 def test_plot_outcome_writes_every_figure(written):
     out, paths = written
     expected = {f"{n}.{fmt}" for n in ("ranks", "importance", "level_effects") for fmt in ("png", "svg")}
-    assert {p.name for p in paths} == expected | {"diagnostics.png"}
+    assert {p.name for p in paths} == expected | {"estimands.png", "diagnostics.png"}   # no runs stored: no ppc
     for p in paths:
         assert p.is_file() and p.stat().st_size > 1000
     assert (out / "ranks.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

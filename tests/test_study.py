@@ -76,8 +76,29 @@ BAD = [
     (("seeds",), [1, 1], r"seeds: duplicate seeds"),
     (("outcomes",), ["test_acc"], r"outcomes: unknown outcome 'test_acc'; valid outcomes: test_accuracy, train_accuracy"),
     (("hypotheses", 0, "order"), ["init", "warmup"], r"hypotheses\[0\].order: 'warmup' is not a factor varied in this study"),
+    (("hypotheses", 0, "order"), ["init"], r"hypotheses\[0\].order: a hypothesis compares at least two factors"),
+    (("hypotheses", 0, "order"), ["init", "loss", "init"], r"hypotheses\[0\].order: factor 'init' is repeated"),
+    (("hypotheses", 0, "claim"), "init > loss",
+     r"hypotheses\[0\]: give exactly one of 'order' \(a list of factors.*\) or 'claim' \(a string.*got both"),
+    (("hypotheses", 0), {"name": "h"}, r"hypotheses\[0\]: give exactly one of 'order' .* or 'claim' .*got neither"),
+    (("hypotheses", 0), {"name": "h", "claim": "init > warmup"},
+     r"hypotheses\[0\].claim: 'warmup' is not a factor varied in this study; valid factors: init, optimizer, ar"),
+    (("hypotheses", 0), {"name": "h", "claim": "init"}, r"hypotheses\[0\].claim: a hypothesis compares at least two"),
+    (("hypotheses", 0), {"name": "h", "claim": "loss > init > loss"}, r"hypotheses\[0\].claim: factor 'loss' is repeated"),
+    (("hypotheses", 0), {"name": "h", "claim": "loss < init"},
+     r"hypotheses\[0\].claim: 'loss < init' uses '<'; write the chain with '>' only"),
+    (("hypotheses", 0), {"name": "h", "claim": "init >> loss"},
+     r"hypotheses\[0\].claim: cannot read 'init >> loss' \(at ''\); expected a string like 'init > optimizer > loss'"),
+    (("hypotheses", 0), {"name": "h", "claim": "init, loss > optimizer"}, r"hypotheses\[0\].claim: cannot read .* \(at 'init, loss'\)"),
+    (("hypotheses", 0), {"name": "h", "claim": ["init", "loss"]}, r"hypotheses\[0\].claim: expected a string like"),
+    (("hypotheses", 0), {"name": "h", "claim": "init > loss", "why": "?"},
+     r"hypotheses\[0\]: unknown key 'why'; valid keys: name, order, claim"),
     (("execution", "device"), "tpu", r"execution.device: 'tpu' is not valid; choose one of: auto, cpu, cuda"),
     (("analysis", "target_accept"), 1.5, r"analysis.target_accept: expected a number between 0 and 1"),
+    (("analysis", "method"), "poisson", r"analysis.method: 'poisson' is not valid; choose one of: collapsed, binomial"),
+    (("analysis", "sampler"), "numpyro", r"analysis.sampler: 'numpyro' is not valid; choose one of: auto, nutpie, pymc"),
+    (("analysis", "interactions"), "yes", r"analysis.interactions: expected true or false, got 'yes'"),
+    (("analysis", "interactions"), 1, r"analysis.interactions: expected true or false, got 1"),
     (("trainer",), {}, r"config: unknown key 'trainer'"),
 ]
 
@@ -86,6 +107,37 @@ BAD = [
 def test_bad_study_gets_one_clear_message(default_config, path, value, message):
     with pytest.raises(StudyError, match=message):
         load_study(mutate(default_config, path, value))
+
+
+def test_hypotheses_resolve_from_orders_and_claims(default_config):
+    config = mutate(default_config, ("hypotheses",), [
+        {"name": "init_first", "claim": "init > regularization"},
+        {"name": "chain", "claim": "  init>optimizer >   loss "},
+        {"name": "listed", "order": ["loss", "init"]},
+    ])
+    assert load_study(config)["hypotheses"] == [
+        {"name": "init_first", "order": ["init", "regularization"], "text": "init > regularization"},
+        {"name": "chain", "order": ["init", "optimizer", "loss"], "text": "init > optimizer > loss"},
+        {"name": "listed", "order": ["loss", "init"], "text": "loss > init"},
+    ]
+    jsonschema.validate(config, yaml.safe_load(schema_yaml()))
+
+
+def test_schema_rejects_what_the_study_rejects_for_claims(default_config):
+    schema = yaml.safe_load(schema_yaml())
+    for bad in [{"name": "h"}, {"name": "h", "claim": "loss < init"},
+                {"name": "h", "claim": "init > loss", "order": ["init", "loss"]}]:
+        with pytest.raises(jsonschema.ValidationError):
+            jsonschema.validate(mutate(default_config, ("hypotheses", 0), bad), schema)
+
+
+def test_analysis_defaults_and_overrides(default_config):
+    analysis = load_study(mutate(default_config, ("analysis",), {}))["analysis"]
+    assert {k: analysis[k] for k in ("method", "sampler", "interactions")} == {
+        "method": "collapsed", "sampler": "auto", "interactions": False}
+    config = mutate(default_config, ("analysis",), {"method": "binomial", "sampler": "nutpie", "interactions": True})
+    jsonschema.validate(config, yaml.safe_load(schema_yaml()))
+    assert load_study(config)["analysis"]["interactions"] is True
 
 
 def test_random_design_cannot_ask_for_more_configs_than_exist(default_config):

@@ -91,11 +91,13 @@ def test_hypotheses_exact(idata):
     out = S.hypothesis_probabilities(idata, [{"name": "abc", "order": ["a", "b", "c"]},
                                              {"name": "ca", "order": ["c", "a"]}])
     pooled = out["abc"]["scopes"]["pooled"]
-    assert pooled["p_order"] == pytest.approx(0.6)
-    assert pooled["pairs"] == pytest.approx({"a > b": 0.6, "b > c": 0.9})
-    assert out["abc"]["scopes"]["d2"]["p_order"] == 0.0
-    assert out["ca"]["scopes"]["pooled"]["p_order"] == pytest.approx(0.1)
-    assert out["ca"]["scopes"]["d2"]["p_order"] == 1.0
+    assert pooled["p_holds"] == pytest.approx(0.6)
+    assert {k: pooled["pairs"][k] for k in ("a > b", "b > c")} == pytest.approx({"a > b": 0.6, "b > c": 0.9})
+    assert set(pooled["pairs"]) == {"a > b", "a > c", "b > c"}               # every implied pair
+    assert -1 <= pooled["kendall_tau"]["mean"] <= 1
+    assert out["abc"]["scopes"]["d2"]["p_holds"] == 0.0
+    assert out["ca"]["scopes"]["pooled"]["p_holds"] == pytest.approx(0.1)
+    assert out["ca"]["scopes"]["d2"]["p_holds"] == 1.0
     assert list(out["abc"]["scopes"]) == ["pooled", "d1", "d2"]
 
 
@@ -104,14 +106,14 @@ def test_hypothesis_known_fraction():
     rows = [[3, 2, 1]] * 37 + [[1, 2, 3]] * 40 + [[3, 1, 2]] * 23
     out = S.hypothesis_probabilities(make_idata(np.array(rows, float), np.array(rows, float)),
                                      [{"name": "h", "order": ["a", "b", "c"]}])
-    assert out["h"]["scopes"]["d1"]["p_order"] == pytest.approx(0.37)
+    assert out["h"]["scopes"]["d1"]["p_holds"] == pytest.approx(0.37)
     assert out["h"]["scopes"]["d1"]["pairs"]["b > c"] == pytest.approx(0.37)
     assert out["h"]["scopes"]["d1"]["pairs"]["a > b"] == pytest.approx(0.60)
 
 
 @pytest.mark.parametrize("order", [["a", "zzz"], ["a"], ["a", "a"]])
 def test_hypothesis_rejects_bad_orders(idata, order):
-    with pytest.raises(WhatmattersError, match="order"):
+    with pytest.raises(WhatmattersError, match="order|not in the posterior"):
         S.hypothesis_probabilities(idata, [{"name": "bad", "order": order}])
 
 
@@ -155,10 +157,11 @@ def test_write_summaries(tmp_path, idata, caplog):
     spec = {"outcome": {"name": "test_accuracy"}, "hypotheses": [{"name": "abc", "order": ["a", "b", "c"]}]}
     with caplog.at_level(logging.WARNING):
         paths = S.write_summaries(idata, spec, tmp_path)        # 10 draws: R-hat is not fine
-    for name in ("importance.csv", "ranks.csv", "hypotheses.json", "diagnostics.json", "provenance.json"):
+    for name in ("importance.csv", "ranks.csv", "estimands.csv", "estimand_agreement.csv", "hypotheses.json",
+                 "hypotheses.csv", "diagnostics.json", "provenance.json"):
         assert (tmp_path / name).is_file() and paths[name] == tmp_path / name
     hyp = json.loads((tmp_path / "hypotheses.json").read_text())
-    assert hyp["hypotheses"]["abc"]["scopes"]["pooled"]["p_order"] == pytest.approx(0.6)
+    assert hyp["hypotheses"]["abc"]["scopes"]["pooled"]["p_holds"] == pytest.approx(0.6)
     assert hyp["provenance"]["outcome"] == "test_accuracy" and "code_revision" in hyp["provenance"]
     diag = json.loads((tmp_path / "diagnostics.json").read_text())
     assert "provenance" in diag and isinstance(diag["ok"], bool)

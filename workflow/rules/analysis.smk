@@ -39,7 +39,8 @@ rule fit:
 
 rule summarize:
     input:
-        "results/analysis/{outcome}/posterior.nc",
+        posterior="results/analysis/{outcome}/posterior.nc",
+        table="results/table/runs.parquet",
     output:
         importance=report(
             "results/analysis/{outcome}/importance.csv",
@@ -48,6 +49,25 @@ rule summarize:
             subcategory="Tables",
         ),
         ranks="results/analysis/{outcome}/ranks.csv",
+        estimands=report(
+            "results/analysis/{outcome}/estimands.csv",
+            caption="../report/estimands_table.rst",
+            category="{outcome}",
+            subcategory="Tables",
+        ),
+        agreement="results/analysis/{outcome}/estimand_agreement.csv",
+        classical=report(
+            "results/analysis/{outcome}/classical.csv",
+            caption="../report/classical.rst",
+            category="{outcome}",
+            subcategory="Tables",
+        ),
+        hypotheses_table=report(
+            "results/analysis/{outcome}/hypotheses.csv",
+            caption="../report/hypotheses.rst",
+            category="{outcome}",
+            subcategory="Tables",
+        ),
         hypotheses=report(
             "results/analysis/{outcome}/hypotheses.json",
             caption="../report/hypotheses.rst",
@@ -62,8 +82,8 @@ rule summarize:
     params:
         spec=fit_spec,
     shell:
-        "python -m whatmatters summarize --posterior {input} --spec {params.spec:q}"
-        " --out-dir results/analysis/{wildcards.outcome} > {log} 2>&1"
+        "python -m whatmatters summarize --posterior {input.posterior} --table {input.table}"
+        " --spec {params.spec:q} --out-dir results/analysis/{wildcards.outcome} > {log} 2>&1"
 
 
 rule plot:
@@ -87,6 +107,18 @@ rule plot:
             caption="../report/level_effects.rst",
             category="{outcome}",
             subcategory="Level effects",
+        ),
+        ppc=report(
+            "results/plots/{outcome}/ppc.png",
+            caption="../report/ppc.rst",
+            category="{outcome}",
+            subcategory="Posterior predictive check",
+        ),
+        estimands=report(
+            "results/plots/{outcome}/estimands.png",
+            caption="../report/estimands.rst",
+            category="{outcome}",
+            subcategory="Importance",
         ),
         diagnostics=report(
             "results/plots/{outcome}/diagnostics.png",

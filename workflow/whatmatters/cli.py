@@ -97,7 +97,10 @@ def cmd_fit(args) -> None:
 def cmd_summarize(args) -> None:
     from whatmatters import model, summarize
 
-    summarize.write_summaries(model.load(args.posterior), json.loads(args.spec), args.out_dir)
+    from whatmatters.aggregate import read_table
+
+    table = read_table(args.table) if args.table else None
+    summarize.write_summaries(model.load(args.posterior), json.loads(args.spec), args.out_dir, table)
 
 
 def cmd_plot(args) -> None:
@@ -131,7 +134,8 @@ def parser() -> argparse.ArgumentParser:
     add("fit", cmd_fit, "fit the hierarchical model for one outcome",
         ("--table", req), ("--spec", req), ("--out", req))
     add("summarize", cmd_summarize, "importance, rank probabilities, hypotheses, diagnostics",
-        ("--posterior", req), ("--spec", req), ("--out-dir", req))
+        ("--posterior", req), ("--spec", req), ("--out-dir", req),
+        ("--table", {"help": "run table (parquet) for the classical ANOVA cross-check"}))
     add("plot", cmd_plot, "posterior plots for one outcome",
         ("--posterior", req), ("--spec", req), ("--out-dir", req))
     return p

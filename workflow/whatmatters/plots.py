@@ -34,8 +34,76 @@ def plot_outcome(idata, spec: dict, out_dir) -> list[Path]:
     for name, fig in (("ranks", ranks_figure(idata)), ("importance", importance_figure(idata)),
                       ("level_effects", level_effects_figure(idata, spec))):
         written += [_save(fig, out / f"{name}.{fmt}", stamp) for fmt in ("png", "svg")]
+    if "constant_data" in idata.groups() and "run_trials" in idata.constant_data:
+        written.append(_save(ppc_figure(idata), out / "ppc.png", stamp))
+    written.append(_save(estimands_figure(idata), out / "estimands.png", stamp))
     written.append(_save(diagnostics_figure(diagnostics(idata)), out / "diagnostics.png", stamp))
     return written
+
+
+def ppc_figure(idata, n_draws: int = 100) -> Figure:
+    """Posterior predictive check, one panel per dataset: the ECDF of the observed run
+    accuracies (black) over those of `n_draws` replicated run tables (blue). Titles give
+    P(T_rep >= T_obs) for the spread (sd) and the worst run (min): values near 0 or 1
+    mean the model does not reproduce that feature of the data."""
+    from whatmatters.model import replicate
+
+    data = idata.constant_data
+    observed = data["run_successes"].values / data["run_trials"].values
+    replicated = replicate(idata, n_draws=n_draws)
+    datasets = [str(d) for d in idata.posterior["dataset"].values]
+    fig = Figure(figsize=(3.6 * len(datasets) + 0.5, 3.2), layout="constrained")
+    axes = fig.subplots(1, len(datasets), squeeze=False)[0]
+    for i, (ax, name) in enumerate(zip(axes, datasets)):
+        mine = data["run_dataset"].values == i
+        obs, rep = observed[mine], replicated[:, mine]
+        steps = np.arange(1, obs.size + 1) / obs.size
+        for row in rep:
+            ax.step(np.sort(row), steps, color=BLUE, alpha=0.08, lw=1)
+        ax.step(np.sort(obs), steps, color="black", lw=1.6)
+        p_sd = float((rep.std(axis=1) >= obs.std()).mean())
+        p_min = float((rep.min(axis=1) >= obs.min()).mean())
+        ax.set_title(f"{name}\nP(sd_rep >= sd) {p_sd:.2f}, P(min_rep >= min) {p_min:.2f}", fontsize=9)
+        ax.set_xlabel("run accuracy")
+        ax.grid(alpha=0.3)
+    axes[0].set_ylabel("fraction of runs")
+    fig.suptitle(f"posterior predictive check: observed (black) vs {replicated.shape[0]} replicated tables (blue)",
+                 fontsize=10)
+    return fig
+
+
+def estimands_figure(idata) -> Figure:
+    """Expected rank (dot) and 90% rank interval of each factor under every estimand the
+    posterior holds, pooled scope; a line per factor, so a factor whose rank depends on
+    the estimand shows as a crossing line. The title gives Kendall's tau between the
+    posterior-mean rankings of the first estimand and each other."""
+    from whatmatters.estimands import ESTIMANDS, present, rank_agreement
+    from whatmatters.summarize import ranks
+
+    names = present(idata.posterior)
+    order = list(expected_ranks(idata).index)
+    fig = Figure(figsize=(2.2 * len(names) + 3, 0.4 * len(order) + 2.2), layout="constrained")
+    ax = fig.subplots()
+    colors = matplotlib.colormaps["tab10"]
+    for k, f in enumerate(order):
+        means = []
+        for x, name in enumerate(names):
+            r = ranks(importance_by_scope(idata, name)[POOLED]).sel(factor=f).values.ravel()
+            low, high = np.quantile(r, [0.05, 0.95], method="inverted_cdf")
+            offset = (k - len(order) / 2) * 0.03
+            ax.vlines(x + offset, low, high, color=colors(k % 10), lw=1.2, alpha=0.7)
+            means.append(r.mean())
+        ax.plot(np.arange(len(names)) + (k - len(order) / 2) * 0.03, means, "o-", color=colors(k % 10), label=f)
+    ax.set_xticks(range(len(names)), [f"{n}\n({ESTIMANDS[n][0]}, {ESTIMANDS[n][1]})" for n in names], fontsize=8)
+    ax.set_ylim(len(order) + 0.5, 0.5)
+    ax.set_ylabel("rank (1 = most important): mean and 90% interval")
+    ax.legend(loc="center left", bbox_to_anchor=(1.01, 0.5), fontsize=8)
+    agreement = rank_agreement(idata.posterior)
+    pooled = agreement[(agreement["dataset"] == POOLED) & (agreement["estimand_a"] == names[0])]
+    taus = ", ".join(f"{r.estimand_b} {r.tau_of_means:+.2f}" for r in pooled.itertuples())
+    ax.set_title(f"pooled ranks by estimand; Kendall tau vs {names[0]}: {taus or 'n/a'}", fontsize=9)
+    ax.grid(axis="y", alpha=0.3)
+    return fig
 
 
 def ranks_figure(idata) -> Figure:

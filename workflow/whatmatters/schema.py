@@ -13,7 +13,8 @@ import yaml
 from whatmatters.data import DATASETS
 from whatmatters.factors import FACTORS
 from whatmatters.factors.registry import REQUIRED, Registry
-from whatmatters.study import ANALYSIS_DEFAULTS, DESIGNS, DEVICES, EXECUTION_DEFAULTS, NAME, OUTCOMES
+from whatmatters.study import (ANALYSIS_DEFAULTS, DESIGNS, DEVICES, EXECUTION_DEFAULTS, METHODS, NAME, OUTCOMES,
+                               SAMPLERS)
 
 _JSON_TYPES = {float: "number", int: "integer", bool: "boolean", str: "string", type(None): "null"}
 
@@ -38,6 +39,12 @@ def _levels_schema(registry: Registry, extra: dict | None = None) -> dict:
                          "then": {"properties": props, "required": required, "additionalProperties": False}})
     return {"type": "object", "required": ["name", "kind"],
             "properties": {"kind": {"enum": registry.kinds()}}, "allOf": per_kind}
+
+
+def _claim_pattern() -> str:
+    """'f1 > f2 > ...' over the known factors; repeats and unvaried factors are left to study.py."""
+    factor = "(" + "|".join(FACTORS) + ")"
+    return rf"^\s*{factor}(\s*>\s*{factor})+\s*$"
 
 
 def schema() -> dict:
@@ -67,10 +74,12 @@ def schema() -> dict:
                                            "items": {"type": "integer", "minimum": 0}}]},
             "outcomes": {"type": "array", "minItems": 1, "uniqueItems": True, "items": {"enum": list(OUTCOMES)}},
             "hypotheses": {"type": "array", "items": {
-                "type": "object", "required": ["name", "order"], "additionalProperties": False,
+                "type": "object", "required": ["name"], "additionalProperties": False,
+                "oneOf": [{"required": ["order"]}, {"required": ["claim"]}],
                 "properties": {"name": {"type": "string", "pattern": NAME.pattern},
                                "order": {"type": "array", "minItems": 2, "uniqueItems": True,
-                                         "items": {"enum": list(FACTORS)}}}}},
+                                         "items": {"enum": list(FACTORS)}},
+                               "claim": {"type": "string", "pattern": _claim_pattern()}}}},
             "execution": {"type": "object", "additionalProperties": False, "properties": {
                 "runs_per_job": {**positive, "default": EXECUTION_DEFAULTS["runs_per_job"]},
                 "device": {"enum": list(DEVICES), "default": EXECUTION_DEFAULTS["device"]},
@@ -81,7 +90,10 @@ def schema() -> dict:
                 "tune": {**positive, "default": ANALYSIS_DEFAULTS["tune"]},
                 "target_accept": {"type": "number", "exclusiveMinimum": 0, "exclusiveMaximum": 1,
                                   "default": ANALYSIS_DEFAULTS["target_accept"]},
-                "seed": {"type": "integer", "minimum": 0, "default": ANALYSIS_DEFAULTS["seed"]}}},
+                "seed": {"type": "integer", "minimum": 0, "default": ANALYSIS_DEFAULTS["seed"]},
+                "method": {"enum": list(METHODS), "default": ANALYSIS_DEFAULTS["method"]},
+                "sampler": {"enum": list(SAMPLERS), "default": ANALYSIS_DEFAULTS["sampler"]},
+                "interactions": {"type": "boolean", "default": ANALYSIS_DEFAULTS["interactions"]}}},
         },
     }
 

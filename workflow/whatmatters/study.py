@@ -26,7 +26,12 @@ OUTCOMES = {
 DESIGNS = ("full", "random", "one_at_a_time")
 DEVICES = ("auto", "cpu", "cuda")
 EXECUTION_DEFAULTS = {"runs_per_job": 24, "device": "auto", "threads": 1}
-ANALYSIS_DEFAULTS = {"chains": 2, "draws": 1000, "tune": 1000, "target_accept": 0.9, "seed": 1}
+METHODS = ("collapsed", "binomial")      # which model is fitted, see whatmatters.model
+SAMPLERS = ("auto", "nutpie", "pymc")     # NUTS implementation; auto lets the fit choose
+ANALYSIS_DEFAULTS = {"chains": 2, "draws": 1000, "tune": 1000, "target_accept": 0.9, "seed": 1,
+                     "method": "collapsed", "sampler": "auto", "interactions": False}
+# A claim is a chain of factor names joined by '>', most important first.
+CLAIM_FACTOR = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
 
 def _is_int(v) -> bool:
@@ -154,19 +159,51 @@ def _outcomes(raw) -> list[str]:
     return list(raw)
 
 
+def _chain(where: str, factors: list, varied: list[str]) -> list[str]:
+    """A hypothesis's factors, most important first: >= 2 distinct varied factors."""
+    for f in factors:
+        if f not in varied:
+            raise StudyError(
+                f"{where}: {f!r} is not a factor varied in this study; valid factors: {', '.join(varied)}")
+    if len(factors) < 2:
+        raise StudyError(f"{where}: a hypothesis compares at least two factors, got {factors}")
+    repeated = [f for i, f in enumerate(factors) if f in factors[:i]]
+    if repeated:
+        raise StudyError(f"{where}: factor {repeated[0]!r} is repeated; name each factor once, got {factors}")
+    return list(factors)
+
+
+def _claim(where: str, claim) -> list[str]:
+    """'init > optimizer > loss' -> ['init', 'optimizer', 'loss']."""
+    example = "a string like 'init > optimizer > loss' (most important first, '>' only)"
+    if not isinstance(claim, str):
+        raise StudyError(f"{where}: expected {example}, got {claim!r}")
+    if "<" in claim:
+        raise StudyError(f"{where}: {claim!r} uses '<'; write the chain with '>' only, most important first, "
+                         f"e.g. 'init > optimizer'")
+    factors = [part.strip() for part in claim.split(">")]
+    for part in factors:
+        if not CLAIM_FACTOR.match(part):
+            raise StudyError(f"{where}: cannot read {claim!r} (at {part!r}); expected {example}")
+    return factors
+
+
 def _hypotheses(raw, varied: list[str]) -> list[dict]:
+    """[{name, order: [factor, ...], text: "f1 > f2 > ..."}] from `order:` lists or `claim:` strings."""
     out = []
     for i, h in enumerate(_list("hypotheses", raw, nonempty=False)):
         where = f"hypotheses[{i}]"
-        h = _mapping(where, h, required=("name", "order"))
-        order = _list(f"{where}.order", h["order"])
-        for f in order:
-            if f not in varied:
-                raise StudyError(
-                    f"{where}.order: {f!r} is not a factor varied in this study; valid factors: {', '.join(varied)}")
-        if len(set(order)) != len(order) or len(order) < 2:
-            raise StudyError(f"{where}.order: expected at least two distinct factors, got {order}")
-        out.append({"name": _name(f"{where}.name", h["name"]), "order": list(order)})
+        h = _mapping(where, h, required=("name",), optional=("order", "claim"))
+        name = _name(f"{where}.name", h["name"])
+        if ("order" in h) == ("claim" in h):
+            raise StudyError(f"{where}: give exactly one of 'order' (a list of factors, e.g. [init, optimizer]) "
+                             f"or 'claim' (a string, e.g. 'init > optimizer'); got "
+                             f"{'both' if 'order' in h else 'neither'}")
+        if "order" in h:
+            order = _chain(f"{where}.order", _list(f"{where}.order", h["order"]), varied)
+        else:
+            order = _chain(f"{where}.claim", _claim(f"{where}.claim", h["claim"]), varied)
+        out.append({"name": name, "order": order, "text": " > ".join(order)})
     _unique_names("hypotheses", out)
     return out
 
@@ -191,12 +228,18 @@ def _fraction(where, value):
         raise StudyError(f"{where}: expected a number between 0 and 1, got {value!r}")
 
 
+def _boolean(where, value):
+    if not isinstance(value, bool):
+        raise StudyError(f"{where}: expected true or false, got {value!r}")
+
+
 def load_study(config: dict[str, Any]) -> dict:
     """Check a study config (as loaded from YAML) and return it resolved.
 
     Returns {datasets: [{name, kind, settings, budget}], factors: {factor: {baseline,
     levels: {name: {name, kind, settings}}}}, design, seeds: [int], outcomes: [str],
-    hypotheses: [{name, order}], execution, analysis, varied: [factor]}.
+    hypotheses: [{name, order: [factor, ...], text: "f1 > f2"}], execution, analysis,
+    varied: [factor]}.
     Raises StudyError naming the first offending key and the valid choices.
     """
     config = _mapping("config", config, required=("datasets", "factors", "design", "seeds", "outcomes"),
@@ -217,5 +260,6 @@ def load_study(config: dict[str, Any]) -> dict:
             "runs_per_job": _positive_int, "device": _one_of(DEVICES), "threads": _positive_int}),
         "analysis": _section("analysis", config.get("analysis"), ANALYSIS_DEFAULTS, {
             "chains": _positive_int, "draws": _positive_int, "tune": _positive_int,
-            "target_accept": _fraction, "seed": lambda w, v: _positive_int(w, v, minimum=0)}),
+            "target_accept": _fraction, "seed": lambda w, v: _positive_int(w, v, minimum=0),
+            "method": _one_of(METHODS), "sampler": _one_of(SAMPLERS), "interactions": _boolean}),
     }

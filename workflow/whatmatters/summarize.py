@@ -55,12 +55,14 @@ def provenance_of(idata: az.InferenceData) -> dict:
     return json.loads(raw) if raw else {}
 
 
-def importance_by_scope(idata: az.InferenceData) -> dict[str, xr.DataArray]:
-    """{"pooled": (chain, draw, factor), <dataset>: (chain, draw, factor), ...}, pooled first."""
+def importance_by_scope(idata: az.InferenceData, estimand: str = "importance") -> dict[str, xr.DataArray]:
+    """{"pooled": (chain, draw, factor), <dataset>: (chain, draw, factor), ...}, pooled first,
+    of one estimand (a posterior variable with a `<estimand>_pooled` twin, see
+    `whatmatters.estimands`)."""
     post = idata.posterior
-    scopes = {POOLED: post["importance_pooled"]}
-    for d in post["importance"]["dataset"].values:
-        scopes[str(d)] = post["importance"].sel(dataset=d, drop=True)
+    scopes = {POOLED: post[f"{estimand}_pooled"]}
+    for d in post[estimand]["dataset"].values:
+        scopes[str(d)] = post[estimand].sel(dataset=d, drop=True)
     return {s: a.transpose("chain", "draw", "factor") for s, a in scopes.items()}
 
 
@@ -144,39 +146,77 @@ def expected_ranks(idata: az.InferenceData, scope: str = POOLED) -> pd.Series:
 
 
 def hypothesis_probabilities(idata: az.InferenceData, hypotheses: list[dict]) -> dict:
-    """Posterior probability of each stated ordering of factors, and of its adjacent pairs.
+    """Posterior support for each stated hypothesis, in every scope.
 
     Args:
-      hypotheses: [{"name": str, "order": [factor, ...]}], most important factor first;
-        the order may list a subset (>= 2) of the factors; only those are compared.
+      hypotheses: [{"name", "order": [factor, ...], "text"?}], most important first; a
+        subset (>= 2) of the factors is a partial claim: only those are compared.
     Returns:
-      {name: {"order": [...], "scopes": {scope: {"p_order": P(o1 > o2 > ... > oK),
-      "pairs": {"o1 > o2": P(s_o1 > s_o2), ...}}}}}, scopes "pooled" then each dataset.
+      {name: {"order", "text", "scopes": {scope: {"p_holds", "pairs", "kendall_tau"}}}}
+      (see `whatmatters.hypotheses.evaluate`), scopes "pooled" then each dataset.
     Raises:
       WhatmattersError: an order names an unknown factor, repeats one, or has < 2 factors.
     """
+    from whatmatters import hypotheses as H
+
     scopes = importance_by_scope(idata)
     known = [str(f) for f in scopes[POOLED]["factor"].values]
-    out = {}
     for h in hypotheses:
         order = list(h["order"])
-        unknown = [f for f in order if f not in known]
-        if unknown or len(set(order)) != len(order) or len(order) < 2:
-            raise WhatmattersError(
-                f"hypothesis {h.get('name')!r}: order {order} must list >= 2 distinct factors "
-                f"from {known}" + (f"; unknown: {unknown}" if unknown else ""))
-        by_scope = {}
-        for scope, imp in scopes.items():
-            above = [imp.sel(factor=a) > imp.sel(factor=b) for a, b in zip(order, order[1:])]
-            holds = above[0]
-            for claim in above[1:]:
-                holds = holds & claim
-            by_scope[scope] = {
-                "p_order": float(holds.mean()),
-                "pairs": {f"{a} > {b}": float(c.mean()) for (a, b), c in zip(zip(order, order[1:]), above)},
-            }
-        out[h["name"]] = {"order": order, "scopes": by_scope}
+        if len(set(order)) != len(order) or len(order) < 2:
+            raise WhatmattersError(f"hypothesis {h.get('name')!r}: order {order} must list >= 2 distinct "
+                                   f"factors from {known}")
+    by_scope = {scope: H.evaluate(imp, hypotheses) for scope, imp in scopes.items()}
+    out = {}
+    for h in hypotheses:
+        first = by_scope[POOLED][h["name"]]
+        out[h["name"]] = {"order": first["order"], "text": first["text"], "scopes": {
+            scope: {k: v for k, v in results[h["name"]].items() if k not in ("order", "text")}
+            for scope, results in by_scope.items()}}
     return out
+
+
+def hypotheses_table(idata: az.InferenceData, hypotheses: list[dict]) -> pd.DataFrame:
+    """One row per (hypothesis, scope): p_holds and Kendall's tau (`hypotheses.table`)."""
+    from whatmatters import hypotheses as H
+
+    return H.table({scope: H.evaluate(imp, hypotheses) for scope, imp in importance_by_scope(idata).items()})
+
+
+def estimands_table(idata: az.InferenceData) -> pd.DataFrame:
+    """Every estimand's posterior summary and rank, per scope and factor.
+
+    Returns:
+      long DataFrame: `estimand`, `unit`, `factor`, `dataset`, `mean`, `hdi_5`, `hdi_95`,
+      `expected_rank` (posterior mean rank, 1 = most important), `rank_hdi_5`,
+      `rank_hdi_95`, `p_rank_1`.
+    """
+    from whatmatters.estimands import ESTIMANDS, present
+
+    rows = []
+    for name in present(idata.posterior):
+        for scope, imp in importance_by_scope(idata, name).items():
+            r = ranks(imp)
+            for f in imp["factor"].values:
+                draws, rank_draws = imp.sel(factor=f).values, r.sel(factor=f).values
+                low, high = hdi(draws, INTERVAL)
+                rlow, rhigh = np.quantile(rank_draws, [(1 - INTERVAL) / 2, (1 + INTERVAL) / 2],
+                                          method="inverted_cdf")
+                rows.append({"estimand": name, "unit": ESTIMANDS[name][1], "factor": str(f), "dataset": scope,
+                             "mean": float(draws.mean()), "hdi_5": low, "hdi_95": high,
+                             "expected_rank": float(rank_draws.mean()), "rank_hdi_5": int(rlow),
+                             "rank_hdi_95": int(rhigh), "p_rank_1": float((rank_draws == 1).mean())})
+    return pd.DataFrame(rows)
+
+
+def classical_check(idata: az.InferenceData, table: pd.DataFrame, spec: dict) -> pd.DataFrame:
+    """The Bayesian ranks beside fixed-effects ANOVA eta^2 on the same run table
+    (`whatmatters.classical`), per scope; `agrees` is False where the classical rank falls
+    outside the central 90% posterior rank interval."""
+    from whatmatters import classical
+
+    bayes = {scope: ranks(imp) for scope, imp in importance_by_scope(idata).items()}
+    return classical.compare(bayes, classical.eta_squared(table, spec), interval=INTERVAL)
 
 
 def diagnostics(idata: az.InferenceData) -> dict:
@@ -239,10 +279,14 @@ def diagnostics(idata: az.InferenceData) -> dict:
     }
 
 
-def write_summaries(idata: az.InferenceData, spec: dict, out_dir) -> dict[str, Path]:
-    """Write importance.csv, ranks.csv, hypotheses.json, diagnostics.json and
-    provenance.json into `out_dir`, each atomically; log a loud warning if sampling was
-    unhealthy. Returns {name: path}."""
+def write_summaries(idata: az.InferenceData, spec: dict, out_dir, table: pd.DataFrame | None = None) -> dict[str, Path]:
+    """Write importance.csv, ranks.csv, estimands.csv, estimand_agreement.csv,
+    hypotheses.json, hypotheses.csv, classical.csv (when the run `table` is given),
+    diagnostics.json and provenance.json into `out_dir`, each atomically; log a loud
+    warning if sampling was unhealthy and where the classical check disagrees.
+    Returns {name: path}."""
+    from whatmatters.estimands import rank_agreement
+
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     prov = provenance(step="summarize", outcome=spec.get("outcome", {}).get("name"),
@@ -254,10 +298,23 @@ def write_summaries(idata: az.InferenceData, spec: dict, out_dir) -> dict[str, P
     for w in diag["warnings"]:
         log.warning("sampling: %s", w)
 
-    paths = {name: out / name for name in
-             ("importance.csv", "ranks.csv", "hypotheses.json", "diagnostics.json", "provenance.json")}
+    names = ["importance.csv", "ranks.csv", "estimands.csv", "estimand_agreement.csv", "hypotheses.json",
+             "hypotheses.csv", "diagnostics.json", "provenance.json"]
+    if table is not None:
+        names.append("classical.csv")
+    paths = {name: out / name for name in names}
     _write_csv(paths["importance.csv"], importance_table(idata))
     _write_csv(paths["ranks.csv"], rank_probabilities(idata))
+    _write_csv(paths["estimands.csv"], estimands_table(idata))
+    _write_csv(paths["estimand_agreement.csv"], rank_agreement(idata.posterior))
+    _write_csv(paths["hypotheses.csv"], hypotheses_table(idata, spec.get("hypotheses", [])))
+    if table is not None:
+        check = classical_check(idata, table, spec)
+        for row in check.loc[~check["agrees"]].itertuples():
+            log.warning("classical check disagrees on %s (%s): ANOVA eta^2 rank %d, Bayesian 90%% rank "
+                        "interval [%d, %d]", row.factor, row.dataset, row.classical_rank,
+                        row.bayes_rank_low, row.bayes_rank_high)
+        _write_csv(paths["classical.csv"], check)
     write_json(paths["hypotheses.json"], {
         "hypotheses": hypothesis_probabilities(idata, spec.get("hypotheses", [])), "provenance": prov})
     write_json(paths["diagnostics.json"], {**diag, "provenance": prov})

@@ -1,0 +1,217 @@
+"""collapsed model: the marginal likelihood is exact, planted hierarchies come back, and the
+estimands and posterior predictive check give known answers."""
+
+import numpy as np
+import pytest
+import xarray as xr
+from scipy.special import expit
+from scipy.stats import halfnorm, multivariate_normal
+
+from whatmatters import collapsed as C
+from whatmatters import estimands as E
+from whatmatters import model as M
+from whatmatters import plots
+from whatmatters import summarize as S
+from whatmatters.errors import WhatmattersError
+
+LEVELS = {"a": ["x", "y", "z"], "b": ["p", "q"], "c": ["k", "l", "m", "n"]}
+
+
+def make_spec(datasets=("d1", "d2", "d3"), interactions=False, method="collapsed", draws=500):
+    return {
+        "factors": {f: {"levels": lv, "baseline": lv[0]} for f, lv in LEVELS.items()},
+        "datasets": list(datasets),
+        "outcome": {"name": "test_accuracy", "successes": "n_test_correct", "trials": "n_test"},
+        "hypotheses": [{"name": "planted", "order": ["a", "b", "c"], "text": "a > b > c"}],
+        "sampler": {"chains": 2, "draws": draws, "tune": 500, "target_accept": 0.9, "seed": 3, "cores": 1,
+                    "method": method, "sampler": "pymc", "interactions": interactions},
+    }
+
+
+def brute_force_loglik(table, spec, c, sigma, tau, sigma_seed, sigma_int):
+    """log p(cell means, within-cell SS | scales) from the dense multivariate normal."""
+    lc, dc = C.codes(table, spec)
+    y, _ = C.empirical_logit(table.n_test_correct, table.n_test)
+    keys, inv, m = np.unique(np.column_stack([dc, lc]), axis=0, return_inverse=True, return_counts=True)
+    inv = inv.ravel()
+    ybar = np.bincount(inv, weights=y) / m
+    ss = np.bincount(inv, weights=(y - ybar[inv]) ** 2)
+    noise = c.variance[c.group_of_cell] + sigma_seed[keys[:, 0]] ** 2
+    bases = [C.zero_sum_basis(len(lv)) for lv in LEVELS.values()]
+    main = np.hstack([b[keys[:, 1 + i]] for i, b in enumerate(bases)])
+    n_data = len(spec["datasets"])
+    x = [np.eye(n_data)[keys[:, 0]], main]
+    if n_data > 1:
+        x.append((C.zero_sum_basis(n_data)[keys[:, 0]][:, :, None] * main[:, None, :]).reshape(len(m), -1))
+    if c.pairs:
+        for f, g in [(0, 1), (0, 2), (1, 2)]:
+            x.append((bases[f][keys[:, 1 + f]][:, :, None] * bases[g][keys[:, 1 + g]][:, None, :]).reshape(len(m), -1))
+    x = np.hstack(x)
+    lam = C.prior_variance(c, sigma, tau, sigma_int, xp=np)
+    cov = np.diag(noise / m) + x @ np.diag(lam) @ x.T
+    return (multivariate_normal(x @ c.m0, cov).logpdf(ybar)
+            + np.sum(-(m - 1) / 2 * np.log(noise) - ss / (2 * noise)))
+
+
+@pytest.mark.parametrize("datasets,interactions", [(("d1", "d2", "d3"), False), (("d1", "d2", "d3"), True),
+                                                    (("d1",), False)])
+def test_marginal_likelihood_is_exact(datasets, interactions):
+    spec = make_spec(datasets, interactions)
+    table, _ = M.simulate_table(spec, {"a": 1.0, "b": 0.3, "c": 0.1}, configs=15, seeds=3, trials=300, random_seed=1)
+    lc, dc = C.codes(table, spec)
+    c = C.prepare(lc, dc, table.n_test_correct, table.n_test, [3, 2, 4], list(LEVELS), list(datasets),
+                  interactions=interactions)
+    model = C.build_model(c)
+    logp = model.compile_logp()
+    n_data = len(datasets)
+
+    def point(sigma, tau, sigma_seed, sigma_int):
+        p = {"sigma_log__": np.log(sigma), "sigma_seed_log__": np.log(sigma_seed)}
+        if n_data > 1:
+            p["tau_log__"] = np.log(tau)
+        if interactions:
+            p["sigma_interaction_log__"] = np.log(sigma_int)
+        return p
+
+    def prior(sigma, tau, sigma_seed, sigma_int):   # HalfNormal priors with the log-transform Jacobian
+        lp = (halfnorm(scale=1).logpdf(sigma) + np.log(sigma)).sum()
+        lp += (halfnorm(scale=0.5).logpdf(sigma_seed) + np.log(sigma_seed)).sum()
+        if n_data > 1:
+            lp += (halfnorm(scale=0.5).logpdf(tau) + np.log(tau)).sum()
+        if interactions:
+            lp += halfnorm(scale=0.5).logpdf(sigma_int) + np.log(sigma_int)
+        return lp
+
+    one = (np.array([1.0, 0.3, 0.1]), np.array([0.2, 0.3, 0.4]), np.array([0.1, 0.2, 0.15])[:n_data], 0.1)
+    two = (np.array([0.5, 0.5, 0.5]), np.array([0.5, 0.1, 0.4]), np.array([0.3, 0.05, 0.15])[:n_data], 0.3)
+    # constants cancel in a difference of log densities
+    expected = (brute_force_loglik(table, spec, c, *one) + prior(*one)
+                - brute_force_loglik(table, spec, c, *two) - prior(*two))
+    assert logp(point(*one)) - logp(point(*two)) == pytest.approx(expected, rel=1e-8, abs=1e-6)
+
+
+def test_gradient_matches_finite_differences():
+    spec = make_spec(interactions=True)
+    table, _ = M.simulate_table(spec, {"a": 1.0, "b": 0.3, "c": 0.1}, configs=15, seeds=3, trials=300, random_seed=2)
+    lc, dc = C.codes(table, spec)
+    c = C.prepare(lc, dc, table.n_test_correct, table.n_test, [3, 2, 4], list(LEVELS), spec["datasets"],
+                  interactions=True)
+    model = C.build_model(c)
+    f = model.logp_dlogp_function(ravel_inputs=True)
+    f.set_extra_values({})
+    x = np.random.default_rng(0).normal(-1, 0.5, size=10)      # 3 sigma + 3 tau + 3 seed + 1 interaction
+    _, grad = f(x)
+    h = 1e-6
+    numeric = np.array([(f(x + h * e)[0] - f(x - h * e)[0]) / (2 * h) for e in np.eye(x.size)])
+    np.testing.assert_allclose(grad, numeric, rtol=1e-5, atol=1e-5)
+
+
+def test_binomial_method_refuses_interactions():
+    spec = make_spec(interactions=True, method="binomial")
+    table, _ = M.simulate_table(spec, {"a": 1.0}, configs=10, seeds=2, random_seed=1)
+    with pytest.raises(WhatmattersError, match="interactions"):
+        M.fit(table, spec)
+
+
+PLANTED = {"a": 1.0, "b": 0.45, "c": 0.1}
+
+
+@pytest.fixture(scope="module")
+def fitted():
+    spec = make_spec()
+    table, truth = M.simulate_table(spec, PLANTED, configs=20, seeds=3, trials=1000, random_seed=5)
+    return spec, table, truth, M.fit(table, spec)
+
+
+def test_planted_hierarchy_recovered_with_healthy_sampling(fitted):
+    spec, table, truth, idata = fitted
+    diag = S.diagnostics(idata)
+    assert diag["divergences"] == 0 and diag["max_rhat"] <= 1.01, diag["problems"]
+    assert list(S.expected_ranks(idata).index) == ["a", "b", "c"]
+    table_ = S.importance_table(idata)
+    pooled = table_[table_.dataset == "pooled"].set_index("factor")
+    assert pooled.loc["a", "p_rank_1"] > 0.95
+    for f, true in PLANTED.items():   # the pooled truth is the mean over datasets
+        s = np.mean(list(truth["importance"][f].values()))
+        assert pooled.loc[f, "hdi_5"] - 0.1 <= s <= pooled.loc[f, "hdi_95"] + 0.1
+
+
+def test_fit_stores_runs_estimands_and_provenance(fitted):
+    spec, table, truth, idata = fitted
+    post = idata.posterior
+    for name in ("importance", "importance_accuracy", "tunability"):
+        assert post[name].dims == ("chain", "draw", "factor", "dataset")
+        assert post[f"{name}_pooled"].dims == ("chain", "draw", "factor")
+    assert "importance_total" not in post                     # interactions off
+    assert (post["tunability"] >= 0).all() and (post["importance_accuracy"] >= 0).all()
+    data = idata.constant_data
+    assert list(data["run"].values) == table.run_id.tolist()
+    assert (data["run_trials"].values == table.n_test.values).all()
+    prov = S.provenance_of(idata)
+    assert prov["method"] == "collapsed" and prov["sampler_used"] == "pymc" and prov["max_variance_shift"] < 0.1
+
+
+def test_posterior_predictive_reproduces_the_runs(fitted, tmp_path):
+    spec, table, truth, idata = fitted
+    rep = M.replicate(idata, n_draws=40, seed=1)
+    assert rep.shape == (40, len(table)) and ((rep >= 0) & (rep <= 1)).all()
+    # per run that did not diverge, the replicated mean tracks the observed accuracy
+    ok = (table.status == "ok").to_numpy()
+    assert np.corrcoef(rep.mean(axis=0)[ok], table.test_accuracy[ok])[0, 1] > 0.9
+    assert abs(rep.mean() - table.test_accuracy.mean()) < 0.03
+    fig = plots.ppc_figure(idata, n_draws=20)
+    assert len(fig.axes) == len(spec["datasets"])
+
+
+def _posterior(effect_a, effect_b, delta=None, alpha=0.0):
+    """A one-draw, one-dataset posterior with given level effects (chain, draw = 1, 1)."""
+    post = xr.Dataset({
+        "alpha": (("chain", "draw", "dataset"), np.full((1, 1, 1), alpha)),
+        "beta_a": (("chain", "draw", "level_a"), np.array(effect_a, float)[None, None]),
+        "beta_b": (("chain", "draw", "level_b"), np.array(effect_b, float)[None, None]),
+    }, coords={"dataset": ["d1"], "level_a": ["x", "y", "z"], "level_b": ["p", "q"]})
+    if delta is not None:
+        post["interaction_a__b"] = (("chain", "draw", "level_a", "level_b"), np.array(delta, float)[None, None])
+    return post
+
+
+SPEC_AB = {"factors": {"a": {"levels": ["x", "y", "z"], "baseline": "x"},
+                       "b": {"levels": ["p", "q"], "baseline": "q"}}, "datasets": ["d1"]}
+FULL_GRID = np.array([[i, j] for i in range(3) for j in range(2)])
+
+
+def test_estimands_known_answer():
+    post = _posterior([-1.0, 0.0, 1.0], [0.5, -0.5])
+    E.add_estimands(post, SPEC_AB, FULL_GRID, np.zeros(6, int))
+    imp = post["importance"].sel(dataset="d1")
+    assert imp.sel(factor="a").values.item() == pytest.approx(1.0)
+    assert imp.sel(factor="b").values.item() == pytest.approx(np.std([0.5, -0.5], ddof=1))
+    # accuracy with a set to each level, averaged over b's two levels
+    acc_a = [np.mean(expit(e + np.array([0.5, -0.5]))) for e in (-1.0, 0.0, 1.0)]
+    assert post["importance_accuracy"].sel(factor="a", dataset="d1").values.item() == pytest.approx(100 * np.std(acc_a, ddof=1))
+    assert post["tunability"].sel(factor="a", dataset="d1").values.item() == pytest.approx(100 * (acc_a[2] - acc_a[0]))
+    acc_b = [np.mean(expit(np.array([-1.0, 0.0, 1.0]) + e)) for e in (0.5, -0.5)]
+    # b's baseline "q" is its worse level: tuning gains the gap
+    assert post["tunability"].sel(factor="b", dataset="d1").values.item() == pytest.approx(100 * (acc_b[0] - acc_b[1]))
+    assert "importance_total" not in post
+
+
+def test_total_importance_adds_interactions():
+    delta = np.array([[0.3, -0.3], [0.0, 0.0], [-0.3, 0.3]])          # doubly centred
+    post = _posterior([-1.0, 0.0, 1.0], [0.5, -0.5], delta)
+    E.add_estimands(post, SPEC_AB, FULL_GRID, np.zeros(6, int))
+    total = post["importance_total"].sel(dataset="d1")
+    square = np.mean(delta ** 2)
+    assert total.sel(factor="a").values.item() == pytest.approx(np.sqrt(1.0 + 3 / 2 * square))
+    assert total.sel(factor="b").values.item() == pytest.approx(np.sqrt(0.5 + 2 / 1 * square))
+    # the accuracy of a level includes its interactions with the other factor's levels
+    acc_z = np.mean(expit(np.array([1.0 - 0.3 + 0.5, 1.0 + 0.3 - 0.5])))
+    assert post["level_accuracy_a"].sel(dataset="d1", level_a="z").values.item() == pytest.approx(acc_z)
+
+
+def test_rank_agreement_is_one_when_estimands_agree():
+    post = _posterior([-1.0, 0.0, 1.0], [0.5, -0.5])
+    E.add_estimands(post, SPEC_AB, FULL_GRID, np.zeros(6, int))
+    agreement = E.rank_agreement(post)
+    assert set(agreement["dataset"]) == {"pooled", "d1"}
+    assert (agreement["tau_of_means"] == 1.0).all()

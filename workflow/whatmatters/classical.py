@@ -1,0 +1,213 @@
+r"""A classical cross-check of the Bayesian ranking: fixed-effects ANOVA eta-squared.
+
+For the runs r of one scope (one dataset, or all of them: "pooled"), with k_r successes
+out of n_r trials, the response is the empirical logit
+
+    y_r = log((k_r + 1/2) / (n_r - k_r + 1/2))
+
+and the model is ordinary least squares with a main effect of every factor,
+
+    y_r = mu + sum_f beta_f[l_f(r)] + e_r               (per dataset)
+    y_r = mu + delta_{d(r)} + sum_f beta_f[l_f(r)] + e_r  (pooled)
+
+Importance of factor f is its share of the variance of y (Type II sums of squares: SS_f
+is what f adds once every other main effect is in the model):
+
+    eta^2_f         = SS_f / SS_total                 SS_total = sum_r (y_r - mean(y))^2
+    partial eta^2_f = SS_f / (SS_f + SS_resid)
+
+In an unbalanced design Type II SS do not add up to SS_total, but sum_f eta^2_f <= 1 for
+main effects. Pooled eta^2 shares SS_total with the dataset effect delta, which is not
+reported: it is what is measured, not a choice being compared.
+
+No random effects and no shrinkage: a factor with few runs per level gets an eta^2 as
+noisy as its cell means. That is the point of a cross-check; `compare` sets it beside
+the posterior rank distribution of `whatmatters.summarize.ranks`.
+"""
+
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+import pandas as pd
+import scipy.stats
+import statsmodels.formula.api as smf
+from statsmodels.stats.anova import anova_lm
+from statsmodels.tools.sm_exceptions import SingularMatrixWarning
+
+from whatmatters.errors import WhatmattersError
+
+POOLED = "pooled"   # same scope name as `whatmatters.summarize.POOLED`
+LOGIT_PAD = 0.5     # empirical-logit continuity correction (Haldane/Anscombe): finite at k = 0 and k = n
+
+_DATASET = "dataset_"   # alias of the dataset column inside formulas
+
+
+def empirical_logit(successes, trials) -> np.ndarray:
+    """log((k + 0.5) / (n - k + 0.5)) elementwise; (R,) counts -> (R,) floats."""
+    k = np.asarray(successes, dtype=float)
+    n = np.asarray(trials, dtype=float)
+    return np.log((k + LOGIT_PAD) / (n - k + LOGIT_PAD))
+
+
+def eta_squared(table: pd.DataFrame, spec: dict) -> pd.DataFrame:
+    """ANOVA eta^2 of every factor, per dataset and pooled (see the module docstring).
+
+    Args:
+      table: one row per run (R rows); needs `dataset`, one column per factor in
+        `spec["factors"]` holding level names, and the outcome's `successes` and `trials`
+        count columns. A level of the spec need not appear in every dataset; a factor
+        with a single level in a scope explains nothing there (eta^2 = 0).
+      spec: the analysis spec (`factors` with `levels`, `datasets`, `outcome`).
+
+    Returns:
+      long DataFrame, one row per (scope, factor), pooled rows first then datasets in spec
+      order, factors in spec order; columns `factor`, `dataset` ("pooled" or a name),
+      `eta_sq`, `partial_eta_sq`, `rank` (1 = largest eta_sq in the scope; ties go to
+      the factor listed first).
+
+    Raises:
+      WhatmattersError: a column is missing, a level or dataset is not in the spec, counts
+        are missing or impossible, or a scope has no more runs than model parameters or
+        its factors are confounded (the message names the scope).
+    """
+    factors, datasets = list(spec["factors"]), list(spec["datasets"])
+    runs = _checked_table(table, spec)
+    # Formulas see aliases f0, f1, ... holding integer-coded levels: any factor name (`class`,
+    # `lambda`, `a-b`) or level name is safe, and patsy builds the design ~25% faster than from strings.
+    alias = {f: f"f{i}" for i, f in enumerate(factors)}
+    frame = pd.DataFrame({alias[f]: _coded(runs[f]) for f in factors})
+    frame[_DATASET] = _coded(runs["dataset"])
+    frame["y"] = empirical_logit(runs[spec["outcome"]["successes"]], runs[spec["outcome"]["trials"]])
+
+    dataset = runs["dataset"].astype(str).to_numpy()
+    scopes = {POOLED: frame, **{d: frame[dataset == d] for d in datasets}}
+    parts = []
+    for scope, data in scopes.items():
+        terms = [_DATASET] if scope == POOLED else []
+        ss = _type2_sums_of_squares(data, terms + [alias[f] for f in factors], scope)
+        ss_total = float(((data["y"] - data["y"].mean()) ** 2).sum())
+        ss_f = np.array([ss[alias[f]] for f in factors])
+        part = pd.DataFrame({
+            "factor": factors, "dataset": scope,
+            # SS_total = 0 only if every run has the same y: then nothing matters.
+            "eta_sq": ss_f / ss_total if ss_total > 0 else 0.0,
+            "partial_eta_sq": _ratio(ss_f, ss_f + ss["Residual"]),
+        })
+        part["rank"] = part["eta_sq"].rank(ascending=False, method="first").astype(int)
+        parts.append(part)
+    return pd.concat(parts, ignore_index=True)
+
+
+def compare(bayes_ranks: dict, classical: pd.DataFrame, interval: float = 0.9) -> pd.DataFrame:
+    """Set the classical ranks beside the posterior rank distributions.
+
+    Args:
+      bayes_ranks: {scope: int DataArray (chain, draw, factor)} of ranks, 1 = most
+        important, e.g. `summarize.ranks(imp)` for each `summarize.importance_by_scope`.
+      classical: the table of `eta_squared`; must cover every scope and factor of
+        `bayes_ranks`.
+      interval: probability mass of the central rank interval, in (0, 1).
+
+    Returns:
+      long DataFrame, one row per (scope, factor), scopes in `bayes_ranks` order and
+      factors in `classical` order; columns `factor`, `dataset`, `bayes_mean_rank`,
+      `bayes_rank_low`, `bayes_rank_high` (the (1 - interval)/2 and (1 + interval)/2
+      quantiles of the rank draws, both ranks that occur), `classical_rank`, `eta_sq`,
+      `agrees` (low <= classical_rank <= high) and `kendall_tau` (per scope, between
+      the posterior mean ranks and the classical ranks; repeated on each row of a scope,
+      NaN when either is constant).
+    """
+    if not 0 < interval < 1:
+        raise WhatmattersError(f"compare: interval must be in (0, 1), got {interval}")
+    q_low, q_high = (1 - interval) / 2, (1 + interval) / 2
+    parts = []
+    for scope, ranks in bayes_ranks.items():
+        rows = classical[classical["dataset"] == scope]
+        bayes_factors = [str(f) for f in ranks["factor"].values]
+        if rows.empty or set(rows["factor"]) != set(bayes_factors):
+            raise WhatmattersError(
+                f"compare: scope {scope!r} has factors {sorted(bayes_factors)} in the posterior "
+                f"but {sorted(rows['factor'])} in the classical table")
+        part = rows[["factor", "dataset"]].copy()
+        draws = [ranks.sel(factor=f).values.ravel() for f in part["factor"]]
+        part["bayes_mean_rank"] = [float(r.mean()) for r in draws]
+        # inverted_cdf keeps the bounds on ranks that were drawn (no 1.5-th place).
+        part["bayes_rank_low"] = [int(np.quantile(r, q_low, method="inverted_cdf")) for r in draws]
+        part["bayes_rank_high"] = [int(np.quantile(r, q_high, method="inverted_cdf")) for r in draws]
+        part["classical_rank"] = rows["rank"].astype(int).to_numpy()
+        part["eta_sq"] = rows["eta_sq"].to_numpy()
+        part["agrees"] = part["classical_rank"].between(part["bayes_rank_low"], part["bayes_rank_high"])
+        tau = scipy.stats.kendalltau(part["bayes_mean_rank"], part["classical_rank"]).statistic
+        part["kendall_tau"] = float(tau)
+        parts.append(part)
+    columns = ["factor", "dataset", "bayes_mean_rank", "bayes_rank_low", "bayes_rank_high",
+               "classical_rank", "eta_sq", "agrees", "kendall_tau"]
+    if not parts:
+        return pd.DataFrame(columns=columns)
+    return pd.concat(parts, ignore_index=True)[columns]
+
+
+def _type2_sums_of_squares(data: pd.DataFrame, terms: list[str], scope: str) -> dict[str, float]:
+    """{term: Type II SS, ..., "Residual": SS_resid} of y ~ main effects of `terms`.
+
+    A term with one level in `data` is constant: it has SS 0 and stays out of the fit.
+    """
+    # Levels absent from this scope would be all-zero design columns: keep the observed ones.
+    data = data.assign(**{t: data[t].cat.remove_unused_categories() for t in terms})
+    varying = [t for t in terms if len(data[t].cat.categories) > 1]
+    n_params = 1 + sum(len(data[t].cat.categories) - 1 for t in varying)
+    if len(data) <= n_params:
+        raise WhatmattersError(
+            f"eta_squared: scope {scope!r} has {len(data)} runs but its main-effects model has "
+            f"{n_params} parameters; it needs more runs than parameters")
+    formula = "y ~ " + (" + ".join(f"C({t})" for t in varying) or "1")
+    with warnings.catch_warnings():                   # rank deficiency gets the clearer error below
+        warnings.simplefilter("ignore", SingularMatrixWarning)
+        fit = smf.ols(formula, data).fit()
+    if fit.model.rank < n_params:                      # rank from the fit's own pseudo-inverse
+        raise WhatmattersError(
+            f"eta_squared: in scope {scope!r} some factors are confounded (their levels "
+            f"determine each other across the {len(data)} runs), so their effects cannot be separated")
+    ss = {t: 0.0 for t in terms}
+    ss["Residual"] = float(fit.ssr)
+    if varying:
+        table = anova_lm(fit, typ=2)
+        ss.update({t: float(table.loc[f"C({t})", "sum_sq"]) for t in varying})
+    return ss
+
+
+def _coded(column: pd.Series) -> pd.Categorical:
+    """Level names as a categorical of integer codes (only SS per factor is read back)."""
+    return pd.Categorical(pd.factorize(column.astype(str).to_numpy(), sort=True)[0])
+
+
+def _ratio(num: np.ndarray, den: np.ndarray) -> np.ndarray:
+    """num / den, with 0 where den = 0 (no residual and no effect: nothing to explain)."""
+    return np.divide(num, den, out=np.zeros_like(num, dtype=float), where=den > 0)
+
+
+def _checked_table(table: pd.DataFrame, spec: dict) -> pd.DataFrame:
+    """`table` itself, once its columns, datasets, levels and counts are known to fit `spec`."""
+    factors, datasets = list(spec["factors"]), list(spec["datasets"])
+    successes, trials = spec["outcome"]["successes"], spec["outcome"]["trials"]
+    missing = [c for c in ["dataset", *factors, successes, trials] if c not in table.columns]
+    if missing:
+        raise WhatmattersError(f"eta_squared: run table lacks columns {missing}")
+    unknown = sorted(set(table["dataset"].astype(str)) - set(datasets))
+    if unknown:
+        raise WhatmattersError(f"eta_squared: datasets {unknown} are not in the spec {datasets}")
+    for f in factors:
+        levels = [str(level) for level in spec["factors"][f]["levels"]]
+        unknown = sorted(set(table[f].astype(str)) - set(levels))
+        if unknown:
+            raise WhatmattersError(f"eta_squared: factor {f!r} has levels {unknown} not in the spec {levels}")
+    k = pd.to_numeric(table[successes], errors="coerce")
+    n = pd.to_numeric(table[trials], errors="coerce")
+    bad = k.isna() | n.isna() | (k < 0) | (n <= 0) | (k > n)
+    if bad.any():
+        raise WhatmattersError(
+            f"eta_squared: {int(bad.sum())} runs have missing or impossible counts "
+            f"({successes!r} must be in 0..{trials!r}, {trials!r} > 0)")
+    return table

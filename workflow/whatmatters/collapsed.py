@@ -1,0 +1,387 @@
+r"""The collapsed model: the hierarchical model with every level effect integrated out.
+
+Same structure as `whatmatters.model` (read its docstring first), with a Normal
+likelihood on empirical logits in place of the Binomial. For cell c (one dataset d, one
+combination of levels; its m_c runs differ only in the seed) and run r in it, with k_r of
+n_r test examples correct:
+
+    y_r   = log((k_r + 1/2) / (n_r - k_r + 1/2))            empirical logit of accuracy
+    v_r   = 1 / (k_r + 1/2) + 1 / (n_r - k_r + 1/2)          its binomial variance (delta method)
+    y_r   = mu_c + eps_r + e_r,    eps_r ~ Normal(0, sigma_seed_d),   e_r ~ Normal(0, v_c)
+    mu_c  = x_c . theta = alpha_d + sum_f (beta_f + gamma_f[d])[l_f(c)]
+                          (+ sum_{f<g} delta_fg[l_f(c), l_g(c)]   when interactions are on)
+    theta ~ Normal(m0, Lambda),  Lambda = diag(1.5^2 (alpha), sigma_f^2 (beta contrasts),
+                                                (sigma_f tau_f)^2 (gamma), sigma_int^2 (delta))
+
+with v_c the mean of v_r over the cell. The cell's mean ybar_c and within-cell sum of
+squares SS_c are sufficient, and given the scales psi = (sigma, tau, sigma_seed,
+sigma_int) the model is linear Gaussian, so theta integrates out exactly:
+
+    ybar ~ Normal(X m0, W^-1 + X Lambda X'),   W = diag(m_c / (v_c + sigma_seed_d^2))
+    SS_c / (v_c + sigma_seed_d^2) ~ ChiSquared(m_c - 1)
+
+    log p(ybar | psi) = -1/2 [ r'Wr - b'A^-1 b + log|A| + log|Lambda| - log|W| ] + const
+    A = Lambda^-1 + X'WX,   b = X'W r,   r = ybar - X m0           (Woodbury, det. lemma)
+
+NUTS samples only the ~20 log-scales: no funnel is left, whatever the data say about each
+factor. theta is then drawn, per posterior draw, from its exact Gaussian conditional
+Normal(m0 + A^-1 b, A^-1) (`draw_effects`).
+
+Speed: X'WX needs a pass over the cells per gradient, unless cells share a weight. Cells
+are therefore grouped per dataset by their binomial variance v_c into geometric bins (at
+most `MAX_BINS` per dataset, neighbouring bins a factor `BIN_RATIO` apart at least) and
+each group uses its mean v; then X'WX = sum_g u_g G_g with G_g = sum_{c in g} m_c x_c x_c'
+precomputed, and a gradient costs a few (P x P) products however many runs there are.
+The binning moves a cell's noise variance by at most (ratio - 1) of itself, recorded in
+the fit's provenance; it matters far less than the plug-in v_r itself.
+
+Where this approximation is fair: the Normal approximation to the binomial on the logit
+scale needs k_r and n_r - k_r of about 10 or more; a run that diverged to chance level
+has k_r well above that on any real test set. `docs/model.md` compares this model with
+the exact Binomial model on the default study.
+"""
+
+from __future__ import annotations
+
+import itertools
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+import pymc as pm
+import pytensor.tensor as pt
+import scipy.linalg
+import xarray as xr
+from pytensor.graph import Apply, Op
+
+from whatmatters.summarize import level_dim
+
+ALPHA_SD = 1.5            # as in whatmatters.model: the priors are the same on both models
+SIGMA_SCALE = 1.0
+TAU_SCALE = 0.5
+SEED_SD_SCALE = 0.5
+INTERACTION_SCALE = 0.5   # sd of pairwise interaction effects: below the main effects', a priori
+MAX_BINS = 24             # weight groups per dataset: bounds the per-gradient work
+BIN_RATIO = 1.02          # finest spacing of bin edges in v (2%)
+
+
+@dataclass
+class Collapsed:
+    """What the collapsed model and its conditional draws need, all numpy.
+
+    P columns of theta: alpha (D) | beta contrasts (S) | gamma (D-1) x S | delta (I).
+    Groups g (G of them) share a dataset and a noise variance. A cell's design row is
+    x_c = lift_d z_c with z_c = (1, beta features, delta features) (Q = 1 + S + I) the
+    same on every dataset: the group Gram matrices are stored Q x Q, not P x P.
+    """
+    factors: list[str]
+    datasets: list[str]
+    n_levels: list[int]
+    pairs: list[tuple[str, str]]          # interaction pairs (f, g), f before g in study order
+    m0: np.ndarray                        # (P,) prior mean: pooled logit per dataset, 0 elsewhere
+    blocks: dict[str, slice]              # "alpha", "beta", "gamma", "delta" -> columns
+    factor_of_contrast: np.ndarray        # (S,) factor index of each beta contrast
+    gram: np.ndarray                      # (G, Q, Q) sum m_c z_c z_c'   (x_c = lift_d z_c)
+    cross: np.ndarray                     # (G, Q) sum m_c z_c r_c
+    lift: np.ndarray                      # (D, P, Q) dataset d's map from z to x
+    square: np.ndarray                    # (G,) sum m_c r_c^2
+    n_cells: np.ndarray                   # (G,)
+    within_df: np.ndarray                 # (G,) sum (m_c - 1)
+    within_ss: np.ndarray                 # (G,) sum SS_c
+    variance: np.ndarray                  # (G,) the group's binomial variance v_g
+    dataset_of_group: np.ndarray          # (G,)
+    group_of_cell: np.ndarray             # (C,)
+    max_variance_shift: float             # max |v_c / v_g - 1| over cells
+
+    @property
+    def n_columns(self) -> int:
+        return self.m0.size
+
+
+def empirical_logit(successes, trials) -> tuple[np.ndarray, np.ndarray]:
+    """(y, v): empirical logit of k/n and its delta-method variance, per run."""
+    k, n = np.asarray(successes, float), np.asarray(trials, float)
+    return np.log((k + 0.5) / (n - k + 0.5)), 1.0 / (k + 0.5) + 1.0 / (n - k + 0.5)
+
+
+def zero_sum_basis(n: int) -> np.ndarray:
+    """(n, n-1) orthonormal basis of the vectors summing to zero (Helmert contrasts)."""
+    basis = np.zeros((n, n - 1))
+    for k in range(1, n):
+        basis[:k, k - 1] = 1.0
+        basis[k, k - 1] = -k
+        basis[:, k - 1] /= np.sqrt(k * (k + 1))
+    return basis
+
+
+def interaction_pairs(factors: list[str]) -> list[tuple[str, str]]:
+    return list(itertools.combinations(factors, 2))
+
+
+def prepare(level_codes: np.ndarray, dataset_of_run: np.ndarray, successes, trials, n_levels: list[int],
+            factors: list[str], datasets: list[str], *, interactions: bool = False,
+            max_bins: int = MAX_BINS) -> Collapsed:
+    """Cell statistics, design and weight groups of one outcome's runs.
+
+    Args:
+      level_codes: (R, F) int level index of each factor per run; dataset_of_run: (R,) int.
+      successes, trials: (R,) counts.
+    """
+    y, v = empirical_logit(successes, trials)
+    n_data = len(datasets)
+
+    # Cells: runs on the same dataset with the same levels.
+    keys = np.column_stack([dataset_of_run, level_codes])
+    cell_keys, cell_of_run, m = np.unique(keys, axis=0, return_inverse=True, return_counts=True)
+    cell_of_run = cell_of_run.ravel()
+    ybar = np.bincount(cell_of_run, weights=y) / m
+    ss = np.bincount(cell_of_run, weights=(y - ybar[cell_of_run]) ** 2)
+    vbar = np.bincount(cell_of_run, weights=v) / m
+    cell_data, cell_levels = cell_keys[:, 0], cell_keys[:, 1:]
+
+    # Design in contrast space: z_c = (1, main, interaction features), x_c = lift_d z_c.
+    bases = [zero_sum_basis(n) for n in n_levels]
+    main = np.hstack([b[cell_levels[:, i]] for i, b in enumerate(bases)])        # (C, S)
+    pairs = interaction_pairs(factors) if interactions else []
+    index = {f: i for i, f in enumerate(factors)}
+    inter = np.hstack([np.zeros((len(m), 0))] + [
+        (bases[index[f]][cell_levels[:, index[f]]][:, :, None]
+         * bases[index[g]][cell_levels[:, index[g]]][:, None, :]).reshape(len(m), -1)
+        for f, g in pairs])                                                       # (C, I)
+    z = np.hstack([np.ones((len(m), 1)), main, inter])                           # (C, Q)
+    n_main, n_inter = main.shape[1], inter.shape[1]
+    sizes = {"alpha": n_data, "beta": n_main, "gamma": (n_data - 1) * n_main if n_data > 1 else 0,
+             "delta": n_inter}
+    blocks, start = {}, 0
+    for name, size in sizes.items():
+        if size:
+            blocks[name] = slice(start, start + size)
+            start += size
+    data_basis = zero_sum_basis(n_data) if n_data > 1 else np.zeros((1, 0))
+    lift = np.zeros((n_data, start, z.shape[1]))
+    for d in range(n_data):
+        lift[d, blocks["alpha"].start + d, 0] = 1.0
+        lift[d, blocks["beta"], 1:1 + n_main] = np.eye(n_main)
+        for j in range(n_data - 1):
+            rows = slice(blocks["gamma"].start + j * n_main, blocks["gamma"].start + (j + 1) * n_main)
+            lift[d, rows, 1:1 + n_main] = data_basis[d, j] * np.eye(n_main)
+        if n_inter:
+            lift[d, blocks["delta"], 1 + n_main:] = np.eye(n_inter)
+    x = np.einsum("cpq,cq->cp", lift[cell_data], z)                               # (C, P)
+
+    pooled = np.array([_pooled_logit(successes, trials, dataset_of_run == d) for d in range(n_data)])
+    m0 = np.zeros(x.shape[1])
+    m0[blocks["alpha"]] = pooled
+    r = ybar - x @ m0
+
+    # Weight groups: per dataset, geometric bins of the cells' binomial variance.
+    group = np.empty(len(m), dtype=np.int64)
+    n_groups = 0
+    for d in range(n_data):
+        mine = np.flatnonzero(cell_data == d)
+        logv = np.log(vbar[mine])
+        width = max(np.log(BIN_RATIO), (logv.max() - logv.min()) / max_bins * (1 + 1e-9))
+        bins = np.floor((logv - logv.min()) / width).astype(np.int64)
+        _, local = np.unique(bins, return_inverse=True)
+        group[mine] = n_groups + local.ravel()
+        n_groups += local.max() + 1
+    n_cells = np.bincount(group, minlength=n_groups)
+    variance = np.bincount(group, weights=vbar, minlength=n_groups) / n_cells
+    dataset_of_group = np.zeros(n_groups, dtype=np.int64)
+    dataset_of_group[group] = cell_data
+
+    weighted = z * m[:, None]
+    gram = np.zeros((n_groups, z.shape[1], z.shape[1]))
+    for g in range(n_groups):
+        rows = group == g
+        gram[g] = weighted[rows].T @ z[rows]
+    return Collapsed(
+        factors=list(factors), datasets=list(datasets), n_levels=list(n_levels), pairs=pairs,
+        m0=m0, blocks=blocks,
+        factor_of_contrast=np.repeat(np.arange(len(factors)), [n - 1 for n in n_levels]),
+        gram=gram, lift=lift,
+        cross=np.stack([np.bincount(group, weights=weighted[:, j] * r, minlength=n_groups)
+                        for j in range(z.shape[1])], axis=1),
+        square=np.bincount(group, weights=m * r ** 2, minlength=n_groups),
+        n_cells=n_cells.astype(float),
+        within_df=np.bincount(group, weights=m - 1.0, minlength=n_groups),
+        within_ss=np.bincount(group, weights=ss, minlength=n_groups),
+        variance=variance, dataset_of_group=dataset_of_group, group_of_cell=group,
+        max_variance_shift=float(np.max(np.abs(vbar / variance[group] - 1.0))),
+    )
+
+
+def prior_variance(c: Collapsed, sigma, tau, sigma_interaction, xp=pt):
+    """(P,) prior variance of theta from the scales (works on pytensor or numpy arrays)."""
+    n_data = len(c.datasets)
+    parts = [xp.ones(n_data) * ALPHA_SD ** 2, sigma[c.factor_of_contrast] ** 2]
+    if "gamma" in c.blocks:
+        parts.append(xp.tile((sigma * tau)[c.factor_of_contrast] ** 2, n_data - 1))
+    if "delta" in c.blocks:
+        size = c.blocks["delta"].stop - c.blocks["delta"].start
+        parts.append(xp.ones(size) * sigma_interaction ** 2)
+    return xp.concatenate(parts)
+
+
+def build_model(c: Collapsed, coords_extra: dict | None = None) -> pm.Model:
+    """The collapsed model's PyMC graph: the scales as free variables (log-transformed by
+    PyMC) and the exact marginal likelihood of the module docstring as a Potential."""
+    coords = {"factor": c.factors, "dataset": c.datasets, **(coords_extra or {})}
+    with pm.Model(coords=coords) as model:
+        # Priors
+        sigma = pm.HalfNormal("sigma", sigma=SIGMA_SCALE, dims="factor")
+        tau = (pm.HalfNormal("tau", sigma=TAU_SCALE, dims="factor")
+               if "gamma" in c.blocks else None)
+        sigma_seed = pm.HalfNormal("sigma_seed", sigma=SEED_SD_SCALE, dims="dataset")
+        sigma_interaction = (pm.HalfNormal("sigma_interaction", sigma=INTERACTION_SCALE)
+                             if "delta" in c.blocks else None)
+
+        # Likelihood, theta integrated out
+        lam = prior_variance(c, sigma, tau, sigma_interaction)                       # (P,)
+        u = 1.0 / (pt.constant(c.variance) + sigma_seed[c.dataset_of_group] ** 2)      # (G,)
+        hard, _, _ = GaussianEvidence(c)(lam, u)
+        loglik = (hard - 0.5 * (pt.dot(u, c.square) + pt.log(lam).sum() + pt.dot(u, c.within_ss))
+                  + 0.5 * pt.dot(c.n_cells + c.within_df, pt.log(u)))
+        pm.Potential("marginal_likelihood", loglik)
+    return model
+
+
+class GaussianEvidence(Op):
+    """(lam, u) -> (h, dh/dlam, dh/du) with h = 1/2 b'A^-1 b - 1/2 log|A|, the part of the
+    marginal likelihood that needs the (P x P) algebra; A = diag(1/lam) + sum_g u_g G_g,
+    b = sum_g u_g cross_g.
+
+    Written with numpy and an analytic gradient rather than as a PyTensor graph: the graph's
+    gradient goes through triangular solves against the identity, ~20x the work, and
+    every one of them is a separate Python-level LAPACK call. With mu = A^-1 b, S = A^-1:
+
+        dh/dlam_i = (mu_i^2 + S_ii) / (2 lam_i^2)
+        dh/du_g   = cross_g . mu - 1/2 mu' G_g mu - 1/2 tr(S G_g)
+    """
+    __props__ = ()
+
+    def __init__(self, c: Collapsed):
+        self.c = c
+
+    def make_node(self, lam, u):
+        lam, u = pt.as_tensor_variable(lam), pt.as_tensor_variable(u)
+        return Apply(self, [lam, u], [pt.dscalar(), lam.type(), u.type()])
+
+    def perform(self, node, inputs, outputs):
+        lam, u = inputs
+        c = self.c
+        a, b = system(c, lam, u)
+        try:
+            chol = scipy.linalg.cholesky(a, lower=True, check_finite=False)
+        except np.linalg.LinAlgError:   # numerically singular: a point of zero density
+            outputs[0][0], outputs[1][0], outputs[2][0] = np.array(-np.inf), np.zeros_like(lam), np.zeros_like(u)
+            return
+        mu = scipy.linalg.cho_solve((chol, True), b, check_finite=False)
+        inv = scipy.linalg.cho_solve((chol, True), np.eye(lam.size), check_finite=False)
+        lift_t = c.lift.transpose(0, 2, 1)                                        # (D, Q, P)
+        w = lift_t @ mu                                                           # (D, Q)
+        k = lift_t @ inv @ c.lift                                                 # (D, Q, Q)
+        outer = 0.5 * (w[:, :, None] * w[:, None, :] + k)[c.dataset_of_group]      # (G, Q, Q)
+        outputs[0][0] = np.array(0.5 * b @ mu - np.log(np.diag(chol)).sum())
+        outputs[1][0] = (mu ** 2 + np.diag(inv)) / (2.0 * lam ** 2)
+        outputs[2][0] = (np.einsum("gq,gq->g", c.cross, w[c.dataset_of_group])
+                         - np.einsum("gij,gij->g", c.gram, outer))
+
+    def L_op(self, inputs, outputs, output_grads):
+        g = output_grads[0]
+        return [g * outputs[1], g * outputs[2]]
+
+    def __eq__(self, other):
+        return self is other
+
+    def __hash__(self):
+        return id(self)
+
+
+def system(c: Collapsed, lam: np.ndarray, u: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(A, b) = (diag(1/lam) + X'WX, X'W r) for prior variances `lam` (P,) and group
+    weights `u` (G,), from the Q x Q group sums lifted once per dataset."""
+    per_data = np.zeros((len(c.datasets), c.gram.shape[0]))
+    per_data[c.dataset_of_group, np.arange(c.gram.shape[0])] = u                 # (D, G)
+    n = np.tensordot(per_data, c.gram, axes=1)                                   # (D, Q, Q)
+    a = (c.lift @ n @ c.lift.transpose(0, 2, 1)).sum(axis=0)                     # (P, P)
+    a[np.diag_indices_from(a)] += 1.0 / lam
+    b = np.einsum("dpq,dq->p", c.lift, per_data @ c.cross)
+    return a, b
+
+
+def conditional(c: Collapsed, sigma, tau, sigma_seed, sigma_interaction):
+    """(mean, chol of A) of theta | scales, data; numpy, one draw of the scales."""
+    lam = prior_variance(c, sigma, tau, sigma_interaction, xp=np)
+    u = 1.0 / (c.variance + sigma_seed[c.dataset_of_group] ** 2)
+    a, b = system(c, lam, u)
+    chol = np.linalg.cholesky(a)
+    mean = c.m0 + scipy.linalg.cho_solve((chol, True), b)
+    return mean, chol
+
+
+def draw_effects(c: Collapsed, posterior: xr.Dataset, seed: int) -> xr.Dataset:
+    """theta drawn from its exact conditional for every posterior draw of the scales.
+
+    Returns a Dataset with `alpha` (chain, draw, dataset), `beta_<f>` (chain, draw,
+    level_<f>), `gamma_<f>` (chain, draw, dataset, level_<f>) when D > 1, and
+    `interaction_<f>__<g>` (chain, draw, level_<f>, level_<g>) when interactions are on;
+    level coords are set by the caller.
+    """
+    rng = np.random.default_rng(seed)
+    chains, draws = posterior.sizes["chain"], posterior.sizes["draw"]
+    theta = np.empty((chains, draws, c.n_columns))
+    one = np.ones(len(c.factors))
+    for i in range(chains):
+        for j in range(draws):
+            sigma = posterior["sigma"].values[i, j]
+            tau = posterior["tau"].values[i, j] if "tau" in posterior else one
+            s_int = float(posterior["sigma_interaction"].values[i, j]) if "sigma_interaction" in posterior else 0.0
+            mean, chol = conditional(c, sigma, tau, posterior["sigma_seed"].values[i, j], s_int)
+            # theta = mean + L'^-1 z has covariance (L L')^-1 = A^-1
+            theta[i, j] = mean + scipy.linalg.solve_triangular(chol, rng.standard_normal(c.n_columns),
+                                                                lower=True, trans="T")
+    return effects_from_theta(c, theta)
+
+
+def effects_from_theta(c: Collapsed, theta: np.ndarray) -> xr.Dataset:
+    """Level-space effects from (chain, draw, P) contrast-space draws of theta."""
+    bases = [zero_sum_basis(n) for n in c.n_levels]
+    basis = scipy.linalg.block_diag(*bases)                                      # (sum L, S)
+    first = np.concatenate([[0], np.cumsum(c.n_levels)[:-1]])
+    cd = ("chain", "draw")
+    out = {"alpha": xr.DataArray(theta[..., c.blocks["alpha"]], dims=(*cd, "dataset"))}
+    beta = theta[..., c.blocks["beta"]] @ basis.T                                # (chain, draw, sum L)
+    n_data, n_contrasts = len(c.datasets), basis.shape[1]
+    if "gamma" in c.blocks:
+        g = theta[..., c.blocks["gamma"]].reshape(*theta.shape[:2], n_data - 1, n_contrasts)
+        gamma = np.einsum("dj,cnjs,ls->cndl", zero_sum_basis(n_data), g, basis)      # (chain, draw, D, sum L)
+    for f, start, size in zip(c.factors, first, c.n_levels):
+        out[f"beta_{f}"] = xr.DataArray(beta[..., start:start + size], dims=(*cd, level_dim(f)))
+        if "gamma" in c.blocks:
+            out[f"gamma_{f}"] = xr.DataArray(gamma[..., start:start + size], dims=(*cd, "dataset", level_dim(f)))
+    if c.pairs:
+        index = {f: i for i, f in enumerate(c.factors)}
+        col = c.blocks["delta"].start
+        for f, g in c.pairs:
+            bf, bg = bases[index[f]], bases[index[g]]
+            size = bf.shape[1] * bg.shape[1]
+            z = theta[..., col:col + size].reshape(*theta.shape[:2], bf.shape[1], bg.shape[1])
+            col += size
+            out[f"interaction_{f}__{g}"] = xr.DataArray(
+                np.einsum("ia,cnab,jb->cnij", bf, z, bg), dims=(*cd, level_dim(f), level_dim(g)))
+    return xr.Dataset(out)
+
+
+def _pooled_logit(successes, trials, rows) -> float:
+    k, n = float(np.sum(np.asarray(successes)[rows])), float(np.sum(np.asarray(trials)[rows]))
+    p = (k + 0.5) / (n + 1.0)
+    return float(np.log(p / (1 - p)))
+
+
+def codes(table: pd.DataFrame, spec: dict) -> tuple[np.ndarray, np.ndarray]:
+    """((R, F) level codes, (R,) dataset codes) of a checked run table, in spec order."""
+    factors = list(spec["factors"])
+    level_codes = np.column_stack([
+        pd.Categorical(table[f], categories=list(spec["factors"][f]["levels"])).codes for f in factors])
+    return level_codes.astype(np.int64), pd.Categorical(table["dataset"], categories=spec["datasets"]).codes.astype(np.int64)

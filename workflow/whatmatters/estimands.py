@@ -1,0 +1,162 @@
+r"""Importance estimands: four ways to say how much a factor matters, per posterior draw.
+
+With e_{f,d}[l] = beta_f[l] + gamma_f[d, l] the effect of level l of factor f on dataset d
+(logit scale) and delta_fg the pairwise interactions (when the study turns them on):
+
+  importance           sd_l e_{f,d}[l]  (ddof 1), the finite-population sd of the level
+                       effects on the logit scale (Gelman 2005). The default: it is what
+                       the model's scales describe, and it does not depend on where the
+                       other factors sit on the accuracy curve.
+  importance_accuracy  the same sd in percentage points of accuracy, of
+                       a_{f,d}[l] = mean_c logistic(mu_c with f set to l), the accuracy a
+                       run would have with f set to l, averaged over the design's level
+                       combinations c of the other factors on dataset d (no seed noise).
+                       Saturates near 100%: a factor can matter on the logit scale yet
+                       move few points on an easy dataset.
+  tunability           max_l a_{f,d}[l] - a_{f,d}[baseline], percentage points: what
+                       tuning f gains over its default (Probst, Boulesteix & Bischl 2019).
+                       Zero when the baseline is already the best level.
+  importance_total     sqrt(sd_l(e)^2 + L_f / (L_f - 1) sum_{g != f} mean(delta_fg^2)): the
+                       logit sd of everything f touches, its interactions included (like a
+                       total Sobol index; equal to `importance` without interactions).
+                       Only when interactions are on.
+
+Each has dims (chain, draw, factor, dataset), and a pooled version `<name>_pooled` (chain,
+draw, factor): the mean over datasets.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import xarray as xr
+from scipy.special import expit
+
+from whatmatters.summarize import level_dim
+
+ESTIMANDS = {   # posterior variable -> (label, unit)
+    "importance": ("sd of level effects", "logit"),
+    "importance_accuracy": ("sd of level accuracies", "pp"),
+    "tunability": ("tunability: best level - baseline", "pp"),
+    "importance_total": ("total sd incl. interactions", "logit"),
+}
+MAX_CELLS = 200   # design cells per dataset averaged over for the accuracy scale (a seeded sample)
+
+
+def level_effects(posterior: xr.Dataset, factor: str) -> xr.DataArray:
+    """e_{f,d}[l] = beta_f[l] + gamma_f[d, l], dims (chain, draw, dataset, level_<f>)."""
+    effect = posterior[f"beta_{factor}"]
+    if f"gamma_{factor}" in posterior:
+        return (effect + posterior[f"gamma_{factor}"]).transpose("chain", "draw", "dataset", level_dim(factor))
+    return effect.expand_dims(dataset=posterior["dataset"].values).transpose("chain", "draw", "dataset", ...)
+
+
+def interaction_names(posterior: xr.Dataset) -> dict[tuple[str, str], str]:
+    return {tuple(str(v)[len("interaction_"):].split("__")): str(v)
+            for v in posterior.data_vars if str(v).startswith("interaction_")}
+
+
+def add_estimands(posterior: xr.Dataset, spec: dict, level_codes: np.ndarray, dataset_codes: np.ndarray,
+                  seed: int = 0) -> None:
+    """Add every estimand of the module docstring (and `level_accuracy_<f>`, the a_{f,d}[l])
+    to `posterior`, in place.
+
+    Args:
+      posterior: holds `alpha` (chain, draw, dataset), `beta_<f>`, optionally `gamma_<f>`
+        and `interaction_<f>__<g>` (chain, draw, level_<f>, level_<g>).
+      level_codes: (R, F) level index per run and factor (spec order); dataset_codes: (R,).
+      seed: picks the design cells when a dataset has more than MAX_CELLS.
+    """
+    factors = list(spec["factors"])
+    datasets = [str(d) for d in posterior["dataset"].values]
+    effects = {f: level_effects(posterior, f).values for f in factors}            # (C, N, D, L_f)
+    pairs = interaction_names(posterior)
+    deltas = {p: posterior[name].transpose("chain", "draw", level_dim(p[0]), level_dim(p[1])).values
+              for p, name in pairs.items()}
+    alpha = posterior["alpha"].transpose("chain", "draw", "dataset").values        # (C, N, D)
+    rng = np.random.default_rng(seed)
+
+    sd, sd_acc, tun = (np.zeros(alpha.shape[:2] + (len(factors), len(datasets))) for _ in range(3))
+    level_acc = {f: np.zeros(effects[f].shape) for f in factors}
+    for d in range(len(datasets)):
+        cells = np.unique(level_codes[dataset_codes == d], axis=0)                 # (K, F)
+        if len(cells) > MAX_CELLS:
+            cells = cells[np.sort(rng.choice(len(cells), MAX_CELLS, replace=False))]
+        mu = alpha[:, :, d, None] + sum(effects[f][:, :, d][..., cells[:, i]]
+                                        for i, f in enumerate(factors))           # (C, N, K)
+        for (f, g), delta in deltas.items():
+            mu = mu + delta[:, :, cells[:, factors.index(f)], cells[:, factors.index(g)]]
+        for i, f in enumerate(factors):
+            e = effects[f][:, :, d]                                                # (C, N, L_f)
+            base = mu - e[..., cells[:, i]]                                         # f's own terms out
+            for (p, q), delta in deltas.items():
+                if f in (p, q):
+                    base = base - _pair_term(delta, cells, factors, p, q)
+            for level in range(e.shape[-1]):
+                with_level = base + e[..., level, None]
+                for (p, q), delta in deltas.items():
+                    if f in (p, q):
+                        with_level = with_level + _pair_term(delta, cells, factors, p, q, **{f: level})
+                level_acc[f][:, :, d, level] = expit(with_level).mean(axis=-1)
+            acc = level_acc[f][:, :, d]
+            sd[:, :, i, d] = e.std(axis=-1, ddof=1)
+            sd_acc[:, :, i, d] = 100 * acc.std(axis=-1, ddof=1)
+            baseline = list(spec["factors"][f]["levels"]).index(spec["factors"][f]["baseline"])
+            tun[:, :, i, d] = 100 * (acc.max(axis=-1) - acc[..., baseline])
+
+    dims = ("chain", "draw", "factor", "dataset")
+    coords = {"factor": factors, "dataset": datasets}
+    values = {"importance": sd, "importance_accuracy": sd_acc, "tunability": tun}
+    if deltas:
+        extra = np.zeros_like(sd)
+        for (f, g), delta in deltas.items():
+            square = (delta ** 2).mean(axis=(-2, -1))[..., None]                   # (C, N, 1)
+            for h in (f, g):
+                n = len(spec["factors"][h]["levels"])
+                extra[:, :, factors.index(h)] += n / (n - 1) * square
+        values["importance_total"] = np.sqrt(sd ** 2 + extra)
+    for name, v in values.items():
+        posterior[name] = xr.DataArray(v, dims=dims, coords=coords)
+        posterior[f"{name}_pooled"] = posterior[name].mean("dataset")
+    for f in factors:
+        posterior[f"level_accuracy_{f}"] = xr.DataArray(
+            level_acc[f], dims=("chain", "draw", "dataset", level_dim(f)),
+            coords={"dataset": datasets, level_dim(f): list(spec["factors"][f]["levels"])})
+
+
+def _pair_term(delta, cells, factors, p, q, **fixed):
+    """delta_pq at each cell's levels, one of them overridden by `fixed` -> (C, N, K)."""
+    lp = np.full(len(cells), fixed[p]) if p in fixed else cells[:, factors.index(p)]
+    lq = np.full(len(cells), fixed[q]) if q in fixed else cells[:, factors.index(q)]
+    return delta[:, :, lp, lq]
+
+
+def present(posterior: xr.Dataset) -> list[str]:
+    """The estimands a posterior holds, in ESTIMANDS order."""
+    return [name for name in ESTIMANDS if name in posterior]
+
+
+def rank_agreement(posterior: xr.Dataset) -> pd.DataFrame:
+    """Kendall's tau between the estimands' rankings of the factors, per scope.
+
+    Returns a long table: `dataset` ("pooled" or a name), `estimand_a`, `estimand_b`,
+    `tau_of_means` (tau between the posterior-mean importances) and `tau_mean` (posterior
+    mean of the per-draw tau between the two rankings).
+    """
+    from scipy.stats import kendalltau
+
+    from whatmatters.hypotheses import kendall_tau_draws
+
+    names = present(posterior)
+    rows = []
+    scopes = ["pooled", *[str(d) for d in posterior["dataset"].values]]
+    for scope in scopes:
+        arrays = {n: (posterior[f"{n}_pooled"] if scope == "pooled" else posterior[n].sel(dataset=scope))
+                  .transpose("chain", "draw", "factor").values.reshape(-1, posterior.sizes["factor"])
+                  for n in names}
+        for i, a in enumerate(names):
+            for b in names[i + 1:]:
+                rows.append({"dataset": scope, "estimand_a": a, "estimand_b": b,
+                             "tau_of_means": float(kendalltau(arrays[a].mean(0), arrays[b].mean(0)).statistic),
+                             "tau_mean": float(kendall_tau_draws(arrays[a], arrays[b]).mean())})
+    return pd.DataFrame(rows, columns=["dataset", "estimand_a", "estimand_b", "tau_of_means", "tau_mean"])
