@@ -131,7 +131,7 @@ def test_planted_hierarchy_recovered_with_healthy_sampling(fitted):
     table_ = S.importance_table(idata)
     pooled = table_[table_.dataset == "pooled"].set_index("factor")
     assert pooled.loc["a", "p_rank_1"] > 0.95
-    for f, true in PLANTED.items():   # the pooled truth is the mean over datasets
+    for f in PLANTED:   # the pooled truth is the mean over datasets
         s = np.mean(list(truth["importance"][f].values()))
         assert pooled.loc[f, "hdi_5"] - 0.1 <= s <= pooled.loc[f, "hdi_95"] + 0.1
 
