@@ -36,19 +36,18 @@ import statsmodels.formula.api as smf
 from statsmodels.stats.anova import anova_lm
 from statsmodels.tools.sm_exceptions import SingularMatrixWarning
 
+from whatmatters import collapsed
 from whatmatters.errors import WhatmattersError
 
 POOLED = "pooled"   # same scope name as `whatmatters.summarize.POOLED`
-LOGIT_PAD = 0.5     # empirical-logit continuity correction (Haldane/Anscombe): finite at k = 0 and k = n
 
 _DATASET = "dataset_"   # alias of the dataset column inside formulas
 
 
 def empirical_logit(successes, trials) -> np.ndarray:
-    """log((k + 0.5) / (n - k + 0.5)) elementwise; (R,) counts -> (R,) floats."""
-    k = np.asarray(successes, dtype=float)
-    n = np.asarray(trials, dtype=float)
-    return np.log((k + LOGIT_PAD) / (n - k + LOGIT_PAD))
+    """log((k + 0.5) / (n - k + 0.5)) elementwise; (R,) counts -> (R,) floats: the same
+    response the collapsed model fits."""
+    return collapsed.empirical_logit(successes, trials)[0]
 
 
 def eta_squared(table: pd.DataFrame, spec: dict) -> pd.DataFrame:

@@ -105,7 +105,10 @@ def empirical_logit(successes, trials) -> tuple[np.ndarray, np.ndarray]:
 
 
 def zero_sum_basis(n: int) -> np.ndarray:
-    """(n, n-1) orthonormal basis of the vectors summing to zero (Helmert contrasts)."""
+    """(n, n-1) orthonormal basis of the vectors summing to zero (Helmert contrasts).
+
+    With c ~ Normal(0, s) iid, basis @ c ~ ZeroSumNormal(s): the same distribution
+    `pm.ZeroSumNormal` has."""
     basis = np.zeros((n, n - 1))
     for k in range(1, n):
         basis[:k, k - 1] = 1.0
@@ -169,7 +172,7 @@ def prepare(level_codes: np.ndarray, dataset_of_run: np.ndarray, successes, tria
             lift[d, blocks["delta"], 1 + n_main:] = np.eye(n_inter)
     x = np.einsum("cpq,cq->cp", lift[cell_data], z)                               # (C, P)
 
-    pooled = np.array([_pooled_logit(successes, trials, dataset_of_run == d) for d in range(n_data)])
+    pooled = pooled_logit(successes, trials, dataset_of_run, n_data)
     m0 = np.zeros(x.shape[1])
     m0[blocks["alpha"]] = pooled
     r = ybar - x @ m0
@@ -373,10 +376,12 @@ def effects_from_theta(c: Collapsed, theta: np.ndarray) -> xr.Dataset:
     return xr.Dataset(out)
 
 
-def _pooled_logit(successes, trials, rows) -> float:
-    k, n = float(np.sum(np.asarray(successes)[rows])), float(np.sum(np.asarray(trials)[rows]))
+def pooled_logit(successes, trials, dataset_idx, n_datasets) -> np.ndarray:
+    """(D,) logit of each dataset's pooled observed accuracy, kept off 0 and 1."""
+    k = np.bincount(dataset_idx, weights=np.asarray(successes, float), minlength=n_datasets)
+    n = np.bincount(dataset_idx, weights=np.asarray(trials, float), minlength=n_datasets)
     p = (k + 0.5) / (n + 1.0)
-    return float(np.log(p / (1 - p)))
+    return np.log(p / (1 - p))
 
 
 def codes(table: pd.DataFrame, spec: dict) -> tuple[np.ndarray, np.ndarray]:

@@ -60,6 +60,7 @@ import pytensor.tensor as pt
 import scipy.linalg
 import xarray as xr
 
+from whatmatters.collapsed import pooled_logit, zero_sum_basis
 from whatmatters.errors import WhatmattersError
 from whatmatters.io import atomic_path, provenance
 from whatmatters.summarize import ATTR_FREE, ATTR_PROVENANCE, ATTR_SPEC, level_dim
@@ -130,7 +131,7 @@ def build_model(table: pd.DataFrame, spec: dict) -> pm.Model:
         n = pm.Data("trials", trials, dims="run")
 
         # Priors
-        alpha = pm.Normal("alpha", mu=_pooled_logit(successes, trials, dataset_of_run, len(datasets)),
+        alpha = pm.Normal("alpha", mu=pooled_logit(successes, trials, dataset_of_run, len(datasets)),
                           sigma=ALPHA_SD, dims="dataset")
         sigma = pm.HalfNormal("sigma", sigma=SIGMA_SCALE, dims="factor")
         sigma_seed = pm.HalfNormal("sigma_seed", sigma=SEED_SD_SCALE, dims="dataset")
@@ -496,22 +497,4 @@ def _dot(a, b):
     return (a[:, :, None] * b[None, :, :]).sum(axis=1)
 
 
-def _zero_sum_basis(n: int) -> np.ndarray:
-    """(n, n-1) orthonormal basis of the vectors that sum to zero (Helmert contrasts).
-
-    With c ~ Normal(0, s) iid, basis @ c ~ ZeroSumNormal(s): the same distribution
-    `pm.ZeroSumNormal` has."""
-    basis = np.zeros((n, n - 1))
-    for k in range(1, n):
-        basis[:k, k - 1] = 1.0
-        basis[k, k - 1] = -k
-        basis[:, k - 1] /= np.sqrt(k * (k + 1))
-    return basis
-
-
-def _pooled_logit(successes, trials, dataset_idx, n_datasets) -> np.ndarray:
-    """logit of each dataset's pooled observed accuracy, kept off 0 and 1."""
-    k = np.bincount(dataset_idx, weights=successes, minlength=n_datasets)
-    n = np.bincount(dataset_idx, weights=trials, minlength=n_datasets)
-    p = (k + 0.5) / (n + 1.0)
-    return np.log(p / (1 - p))
+_zero_sum_basis = zero_sum_basis   # (n, n-1) orthonormal zero-sum basis; see whatmatters.collapsed
