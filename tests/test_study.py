@@ -135,9 +135,16 @@ def test_analysis_defaults_and_overrides(default_config):
     analysis = load_study(mutate(default_config, ("analysis",), {}))["analysis"]
     assert {k: analysis[k] for k in ("method", "sampler", "interactions")} == {
         "method": "collapsed", "sampler": "auto", "interactions": False}
-    config = mutate(default_config, ("analysis",), {"method": "binomial", "sampler": "nutpie", "interactions": True})
+    config = mutate(default_config, ("analysis",), {"method": "collapsed", "sampler": "nutpie", "interactions": True})
     jsonschema.validate(config, yaml.safe_load(schema_yaml()))
     assert load_study(config)["analysis"]["interactions"] is True
+
+
+def test_interactions_need_the_collapsed_model(default_config):
+    # refused before any training, not after it at fit time
+    config = mutate(default_config, ("analysis",), {"method": "binomial", "interactions": True})
+    with pytest.raises(StudyError, match=r"analysis.interactions: true needs analysis.method: collapsed"):
+        load_study(config)
 
 
 def test_random_design_cannot_ask_for_more_configs_than_exist(default_config):

@@ -248,6 +248,13 @@ def load_study(config: dict[str, Any]) -> dict:
     varied = [f for f, spec in factors.items() if len(spec["levels"]) > 1]
     if len(varied) < 2:
         raise StudyError(f"factors: at least two factors need two or more levels to compare; varied: {varied}")
+    analysis = _section("analysis", config.get("analysis"), ANALYSIS_DEFAULTS, {
+        "chains": _positive_int, "draws": _positive_int, "tune": _positive_int,
+        "target_accept": _fraction, "seed": lambda w, v: _positive_int(w, v, minimum=0),
+        "method": _one_of(METHODS), "sampler": _one_of(SAMPLERS), "interactions": _boolean})
+    if analysis["interactions"] and analysis["method"] != "collapsed":
+        raise StudyError("analysis.interactions: true needs analysis.method: collapsed; "
+                         "the binomial model has main effects only")
     return {
         "datasets": _datasets(config["datasets"]),
         "factors": factors,
@@ -258,8 +265,5 @@ def load_study(config: dict[str, Any]) -> dict:
         "hypotheses": _hypotheses(config.get("hypotheses", []), varied),
         "execution": _section("execution", config.get("execution"), EXECUTION_DEFAULTS, {
             "runs_per_job": _positive_int, "device": _one_of(DEVICES), "threads": _positive_int}),
-        "analysis": _section("analysis", config.get("analysis"), ANALYSIS_DEFAULTS, {
-            "chains": _positive_int, "draws": _positive_int, "tune": _positive_int,
-            "target_accept": _fraction, "seed": lambda w, v: _positive_int(w, v, minimum=0),
-            "method": _one_of(METHODS), "sampler": _one_of(SAMPLERS), "interactions": _boolean}),
+        "analysis": analysis,
     }
