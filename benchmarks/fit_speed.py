@@ -68,7 +68,7 @@ def ours(table, spec):
 def default_collapsed(table, spec):
     start = time.perf_counter()
     lc, dc = C.codes(table, spec)
-    c = C.prepare(lc, dc, table.n_test_correct, table.n_test, LEVELS, NAMES, spec["datasets"])
+    c = C.prepare(lc, dc, *C.empirical_logit(table.n_test_correct, table.n_test), LEVELS, NAMES, spec["datasets"])
     with C.build_model(c):
         idata = pm.sample(random_seed=1, progressbar=False)
     idata.posterior = idata.posterior.merge(C.draw_effects(c, idata.posterior, seed=1).assign_coords(

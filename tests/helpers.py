@@ -30,5 +30,6 @@ def tiny_data(n=256, classes=4, shape=(1, 12), seed=0):
     centers = torch.randn(classes, *shape, generator=g) * 2
     x = centers[y] + torch.randn(n, *shape, generator=g)
     split = 3 * n // 4
+    shifted = x[split:] + 1.5 * torch.randn(n - split, *shape, generator=g)   # a noisier test set
     return {"x_train": x[:split], "y_train": y[:split], "x_test": x[split:], "y_test": y[split:],
-            "num_classes": classes, "input_shape": shape}
+            "x_shift": shifted, "y_shift": y[split:], "num_classes": classes, "input_shape": shape}

@@ -59,7 +59,7 @@ def test_marginal_likelihood_is_exact(datasets, interactions):
     spec = make_spec(datasets, interactions)
     table, _ = M.simulate_table(spec, {"a": 1.0, "b": 0.3, "c": 0.1}, configs=15, seeds=3, trials=300, random_seed=1)
     lc, dc = C.codes(table, spec)
-    c = C.prepare(lc, dc, table.n_test_correct, table.n_test, [3, 2, 4], list(LEVELS), list(datasets),
+    c = C.prepare(lc, dc, *C.empirical_logit(table.n_test_correct, table.n_test), [3, 2, 4], list(LEVELS), list(datasets),
                   interactions=interactions)
     model = C.build_model(c)
     logp = model.compile_logp()
@@ -94,7 +94,7 @@ def test_gradient_matches_finite_differences():
     spec = make_spec(interactions=True)
     table, _ = M.simulate_table(spec, {"a": 1.0, "b": 0.3, "c": 0.1}, configs=15, seeds=3, trials=300, random_seed=2)
     lc, dc = C.codes(table, spec)
-    c = C.prepare(lc, dc, table.n_test_correct, table.n_test, [3, 2, 4], list(LEVELS), spec["datasets"],
+    c = C.prepare(lc, dc, *C.empirical_logit(table.n_test_correct, table.n_test), [3, 2, 4], list(LEVELS), spec["datasets"],
                   interactions=True)
     model = C.build_model(c)
     f = model.logp_dlogp_function(ravel_inputs=True)
@@ -139,11 +139,11 @@ def test_planted_hierarchy_recovered_with_healthy_sampling(fitted):
 def test_fit_stores_runs_estimands_and_provenance(fitted):
     spec, table, truth, idata = fitted
     post = idata.posterior
-    for name in ("importance", "importance_accuracy", "tunability"):
+    for name in ("importance", "importance_natural", "tunability"):
         assert post[name].dims == ("chain", "draw", "factor", "dataset")
         assert post[f"{name}_pooled"].dims == ("chain", "draw", "factor")
     assert "importance_total" not in post                     # interactions off
-    assert (post["tunability"] >= 0).all() and (post["importance_accuracy"] >= 0).all()
+    assert (post["tunability"] >= 0).all() and (post["importance_natural"] >= 0).all()
     data = idata.constant_data
     assert list(data["run"].values) == table.run_id.tolist()
     assert (data["run_trials"].values == table.n_test.values).all()
@@ -188,7 +188,7 @@ def test_estimands_known_answer():
     assert imp.sel(factor="b").values.item() == pytest.approx(np.std([0.5, -0.5], ddof=1))
     # accuracy with a set to each level, averaged over b's two levels
     acc_a = [np.mean(expit(e + np.array([0.5, -0.5]))) for e in (-1.0, 0.0, 1.0)]
-    assert post["importance_accuracy"].sel(factor="a", dataset="d1").values.item() == pytest.approx(100 * np.std(acc_a, ddof=1))
+    assert post["importance_natural"].sel(factor="a", dataset="d1").values.item() == pytest.approx(100 * np.std(acc_a, ddof=1))
     assert post["tunability"].sel(factor="a", dataset="d1").values.item() == pytest.approx(100 * (acc_a[2] - acc_a[0]))
     acc_b = [np.mean(expit(np.array([-1.0, 0.0, 1.0]) + e)) for e in (0.5, -0.5)]
     # b's baseline "q" is its worse level: tuning gains the gap
@@ -206,7 +206,7 @@ def test_total_importance_adds_interactions():
     assert total.sel(factor="b").values.item() == pytest.approx(np.sqrt(0.5 + 2 / 1 * square))
     # the accuracy of a level includes its interactions with the other factor's levels
     acc_z = np.mean(expit(np.array([1.0 - 0.3 + 0.5, 1.0 + 0.3 - 0.5])))
-    assert post["level_accuracy_a"].sel(dataset="d1", level_a="z").values.item() == pytest.approx(acc_z)
+    assert post["level_natural_a"].sel(dataset="d1", level_a="z").values.item() == pytest.approx(100 * acc_z)
 
 
 def test_rank_agreement_is_one_when_estimands_agree():
@@ -215,3 +215,48 @@ def test_rank_agreement_is_one_when_estimands_agree():
     agreement = E.rank_agreement(post)
     assert set(agreement["dataset"]) == {"pooled", "d1"}
     assert (agreement["tau_of_means"] == 1.0).all()
+
+
+def test_continuous_outcome_recovers_planted_effects_on_the_log_scale():
+    """A continuous outcome (here the odds of an error, exp(-logit accuracy) x a seed factor)
+    is fitted on the log scale with no measurement variance: its importances are the
+    accuracy's, and lower is better for tunability."""
+    from whatmatters.outcomes import OUTCOMES
+
+    spec = make_spec(datasets=("d1", "d2"))
+    table, truth = M.simulate_table(spec, PLANTED, configs=20, seeds=3, trials=100_000,
+                                    diverged_fraction=0.0, random_seed=6)
+    table["train_loss"] = (table.n_test - table.n_test_correct) / table.n_test_correct
+    spec["outcome"] = {"name": "final_train_loss", **OUTCOMES["final_train_loss"]}
+    idata = M.fit(table, spec)
+    assert S.diagnostics(idata)["ok"]
+    assert list(S.expected_ranks(idata).index) == ["a", "b", "c"]
+    imp = S.importance_table(idata)
+    pooled = imp[imp.dataset == "pooled"].set_index("factor")
+    for f in PLANTED:
+        s = np.mean(list(truth["importance"][f].values()))
+        assert pooled.loc[f, "hdi_5"] - 0.05 <= s <= pooled.loc[f, "hdi_95"] + 0.05
+    # natural scale: the level means of the odds; tunability = baseline - best >= 0
+    post = idata.posterior
+    assert (post["tunability"] >= 0).all()
+    est = S.estimands_table(idata)
+    assert set(est.loc[est.estimand == "importance", "unit"]) == {"log"}
+    assert set(est.loc[est.estimand == "importance_natural", "unit"]) == {"nats"}
+    assert "run_value" in idata.constant_data
+    assert M.replicate(idata, n_draws=5).shape == (5, len(table))
+
+
+def test_continuous_outcome_refuses_missing_values_and_the_binomial_method():
+    from whatmatters.outcomes import OUTCOMES
+
+    spec = make_spec(datasets=("d1",))
+    table, _ = M.simulate_table(spec, PLANTED, configs=10, seeds=2, random_seed=1)
+    table["ece"] = 0.05
+    table.loc[3, "ece"] = float("nan")
+    spec["outcome"] = {"name": "calibration_error", **OUTCOMES["calibration_error"]}
+    with pytest.raises(WhatmattersError, match=r"'ece' is missing for run\(s\) \['d1/"):
+        M.fit(table, spec)
+    table.loc[3, "ece"] = 0.05
+    spec["sampler"]["method"] = "binomial"
+    with pytest.raises(WhatmattersError, match="continuous"):
+        M.fit(table, spec)

@@ -81,3 +81,30 @@ def test_level_effects_marks_baseline():
     fig = plots.level_effects_figure(fake_idata(), SPEC)
     labels = [t.get_text() for ax in fig.axes for t in ax.get_yticklabels()]
     assert "default (baseline)" in labels and "ce (baseline)" in labels
+
+
+def test_outcomes_are_compared_side_by_side_with_the_optimization_contrast(tmp_path):
+    """Two outcomes with opposite planted orders: the comparison table says so, the
+    contrast puts a > 0 shift on the factor that matters for train accuracy only."""
+    from whatmatters import model as M
+    from whatmatters import plots, summarize
+    from whatmatters.outcomes import OUTCOMES
+
+    spec = {"factors": {f: {"levels": ["l0", "l1", "l2"], "baseline": "l0"} for f in ("a", "b", "c")},
+            "datasets": ["d1"], "hypotheses": [],
+            "sampler": {"chains": 2, "draws": 200, "tune": 200, "target_accept": 0.9, "seed": 1, "cores": 1}}
+    posteriors = {}
+    for outcome, planted in (("train_accuracy", {"a": 1.0, "b": 0.3, "c": 0.05}),
+                             ("test_accuracy", {"a": 0.05, "b": 0.3, "c": 1.0})):
+        table, _ = M.simulate_table(spec, planted, configs=27, seeds=2, trials=2000, random_seed=3)
+        table["n_train_correct"], table["n_train"] = table["n_test_correct"], table["n_test"]
+        posteriors[outcome] = M.fit(table, {**spec, "outcome": {"name": outcome, **OUTCOMES[outcome]}})
+    ranks, contrasts = summarize.compare_outcomes(posteriors)
+    top = ranks.loc[ranks.groupby("outcome")["expected_rank"].idxmin()].set_index("outcome")["factor"]
+    assert top.to_dict() == {"train_accuracy": "a", "test_accuracy": "c"}
+    shift = contrasts.set_index("factor")
+    assert set(contrasts["contrast"]) == {"train_accuracy vs test_accuracy"}
+    assert shift.loc["a", "shift"] > 1.5 and shift.loc["a", "p_more_for_a"] > 0.9
+    assert shift.loc["c", "shift"] < -1.5
+    out = plots.plot_outcomes(posteriors, tmp_path / "outcomes.png")
+    assert out.stat().st_size > 10_000

@@ -15,10 +15,10 @@ def test_same_run_twice_gives_identical_metrics():
     levels = cheap_levels(augmentation=level("augmentation", "mixup"),
                           regularization=level("regularization", "dropout", p=0.2))
     a, b = train_run(data, levels, seed=3, epochs=3), train_run(data, levels, seed=3, epochs=3)
-    for key in ("test_accuracy", "test_loss", "train_accuracy", "final_train_loss", "n_test_correct"):
+    for key in ("test_accuracy", "test_loss", "train_accuracy", "train_objective", "n_test_correct"):
         assert a[key] == b[key], key
     c = train_run(data, levels, seed=4, epochs=3)
-    assert (a["test_loss"], a["final_train_loss"]) != (c["test_loss"], c["final_train_loss"])
+    assert (a["test_loss"], a["train_objective"]) != (c["test_loss"], c["train_objective"])
 
 
 def test_a_run_learns_and_reports_its_counts():
@@ -31,11 +31,13 @@ def test_a_run_learns_and_reports_its_counts():
     assert r["steps"] == r["total_steps"] == 5 * (192 // 32)
 
 
+def diverging_levels():
+    """A config whose loss blows up within a few steps."""
+    return cheap_levels(optimizer=level("optimizer", "sgd", lr=1e12), init=level("init", "normal", std=100.0))
+
+
 def test_divergence_is_recorded_as_data_not_raised():
-    data = tiny_data()
-    levels = cheap_levels(optimizer=level("optimizer", "sgd", lr=1e12),
-                          init=level("init", "normal", std=100.0))
-    r = train_run(data, levels, seed=0, epochs=5)
+    r = train_run(tiny_data(), diverging_levels(), seed=0, epochs=5)
     assert r["status"] == "diverged"
     assert r["diverged_at_step"] is not None and r["steps"] < r["total_steps"]
     assert 0 <= r["n_test_correct"] <= r["n_test"]  # measured, near chance
@@ -134,3 +136,58 @@ def test_unreadable_prepared_data_is_named(tmp_path):
         datasets.load(bad)
     with pytest.raises(DataError, match="absent.pt does not exist"):
         datasets.load(tmp_path / "absent.pt")
+
+
+class _Fixed(torch.nn.Module):
+    """A 'network' that returns given logits whatever its input."""
+
+    def __init__(self, logits):
+        super().__init__()
+        self.logits = logits
+
+    def forward(self, x):
+        return self.logits[: len(x)]
+
+
+def test_evaluate_scores_calibration_error_by_hand():
+    from whatmatters.train import evaluate
+
+    # 4 examples, 2 classes: confidences 0.9, 0.9 (one right) and 0.6, 0.6 (both right)
+    p = torch.tensor([0.9, 0.9, 0.6, 0.6])
+    logits = torch.stack([torch.log(p), torch.log(1 - p)], 1)
+    y = torch.tensor([0, 1, 0, 0])
+    r = evaluate(_Fixed(logits), torch.zeros(4, 1), y)
+    assert r["correct"] == 3 and r["nonfinite"] == 0
+    # bins: {0.9: acc 0.5, conf 0.9} {0.6: acc 1.0, conf 0.6}: ECE = 0.5 * 0.4 + 0.5 * 0.4
+    assert r["ece"] == pytest.approx(0.4)
+    assert r["loss"] == pytest.approx(float(-(torch.log(p[[0, 2, 3]]).sum() + torch.log(1 - p[1])) / 4))
+
+
+def test_evaluate_scores_non_finite_outputs_as_a_uniform_guess():
+    from whatmatters.train import evaluate
+
+    logits = torch.tensor([[float("nan"), 1.0, 0.0, 0.0], [3.0, 0.0, 0.0, 0.0]])
+    r = evaluate(_Fixed(logits), torch.zeros(2, 1), torch.tensor([2, 0]))
+    assert r["nonfinite"] == 1
+    assert r["correct"] == 1                                # the guess (class 0) is wrong for label 2
+    uniform = torch.log(torch.tensor(4.0))
+    confident = torch.nn.functional.cross_entropy(logits[1:], torch.tensor([0]))
+    assert r["loss"] == pytest.approx(float((uniform + confident) / 2))
+
+
+def test_a_run_reports_shifted_accuracy_and_calibration():
+    data = tiny_data()
+    r = train_run(data, cheap_levels(), seed=0, epochs=5)
+    assert r["n_shift"] == len(data["y_shift"])
+    assert r["shifted_accuracy"] == r["n_shift_correct"] / r["n_shift"]
+    assert r["shifted_accuracy"] < r["test_accuracy"]       # the shifted set is noisier
+    assert 0 < r["ece"] < 1 and r["train_loss"] > 0
+
+
+def test_a_diverged_run_has_every_outcome_measured():
+    import math
+
+    r = train_run(tiny_data(), diverging_levels(), seed=0, epochs=5)
+    assert r["status"] == "diverged"
+    for key in ("test_accuracy", "train_accuracy", "shifted_accuracy", "ece", "train_loss"):
+        assert math.isfinite(r[key]), key

@@ -141,3 +141,35 @@ rule plot:
     shell:
         "python -m whatmatters plot --posterior {input} --spec {params.spec:q}"
         " --out-dir results/plots/{wildcards.outcome} > {log} 2>&1"
+
+
+rule compare_outcomes:
+    input:
+        [f"results/analysis/{o}/posterior.nc" for o in OUTCOMES],
+    output:
+        ranks=report(
+            "results/analysis/outcomes.csv",
+            caption="../report/outcomes_table.rst",
+            category="All outcomes",
+        ),
+        contrasts=report(
+            "results/analysis/outcome_contrasts.csv",
+            caption="../report/outcomes_table.rst",
+            category="All outcomes",
+        ),
+        plot=report(
+            "results/plots/outcomes.png",
+            caption="../report/outcomes.rst",
+            category="All outcomes",
+        ),
+    log:
+        "results/logs/compare_outcomes.log",
+    conda:
+        "../../envs/plot.yaml"
+    params:
+        posteriors=lambda wildcards, input: " ".join(
+            f"--posterior {o}={p}" for o, p in zip(OUTCOMES, input)
+        ),
+    shell:
+        "python -m whatmatters compare-outcomes {params.posteriors}"
+        " --out-csv {output.ranks} --contrasts-csv {output.contrasts} --plot {output.plot} > {log} 2>&1"

@@ -29,9 +29,10 @@ wildcard_constraints:
 
 
 def dataset_spec(wildcards):
-    """What prepare_data needs (no training budget: changing it must not re-prepare)."""
+    """What prepare_data needs: kind, settings, variant and shift (no training budget:
+    changing it must not re-prepare)."""
     d = next(d for d in STUDY["datasets"] if d["name"] == wildcards.dataset)
-    return json.dumps({k: d[k] for k in ("name", "kind", "settings")}, sort_keys=True)
+    return json.dumps({k: v for k, v in d.items() if k != "budget"}, sort_keys=True)
 
 
 def train_spec(wildcards):
@@ -61,6 +62,7 @@ def all_targets():
     summaries = ("importance.csv", "ranks.csv", "hypotheses.json", "diagnostics.json")
     return (
         ["results/design/runs.tsv", "results/table/runs.parquet"]
+        + ["results/analysis/outcomes.csv", "results/plots/outcomes.png"]
         + [f"results/plots/{o}/{p}" for o in OUTCOMES for p in plots]
         + [f"results/analysis/{o}/{s}" for o in OUTCOMES for s in summaries]
     )

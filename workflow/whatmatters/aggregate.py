@@ -17,8 +17,9 @@ from whatmatters.errors import RunTableError
 from whatmatters.io import atomic_path, provenance, write_json
 
 OUTCOME_COLUMNS = [
-    "status", "test_accuracy", "test_loss", "n_test", "n_test_correct",
-    "train_accuracy", "train_loss", "n_train", "n_train_correct", "final_train_loss",
+    "status", "test_accuracy", "test_loss", "n_test", "n_test_correct", "ece",
+    "train_accuracy", "train_loss", "n_train", "n_train_correct", "train_objective",
+    "shifted_accuracy", "n_shift", "n_shift_correct",
     "steps", "total_steps", "diverged_at_step", "train_seconds",
 ]
 

@@ -2,21 +2,20 @@
 
 from __future__ import annotations
 
-from whatmatters.study import OUTCOMES
+from whatmatters.outcomes import OUTCOMES
 
 
 def analysis_spec(study: dict, outcome: str) -> dict:
     """JSON-ready spec for fitting `outcome`: the varied factors with their levels and
     baselines (factors held fixed have no importance to estimate), datasets, the outcome's
     count columns, hypotheses and sampler settings."""
-    successes, trials = OUTCOMES[outcome]
     return {
         "factors": {
             f: {"levels": list(study["factors"][f]["levels"]), "baseline": study["factors"][f]["baseline"]}
             for f in study["varied"]
         },
         "datasets": [d["name"] for d in study["datasets"]],
-        "outcome": {"name": outcome, "successes": successes, "trials": trials},
+        "outcome": {"name": outcome, **OUTCOMES[outcome]},
         "hypotheses": study["hypotheses"],
         "sampler": {**study["analysis"], "cores": min(study["analysis"]["chains"], 4)},
     }

@@ -5,7 +5,7 @@ out of n_r trials, the response is the empirical logit
 
     y_r = log((k_r + 1/2) / (n_r - k_r + 1/2))
 
-and the model is ordinary least squares with a main effect of every factor,
+(or the log of a continuous outcome's value: `whatmatters.outcomes.response`), and the model is ordinary least squares with a main effect of every factor,
 
     y_r = mu + sum_f beta_f[l_f(r)] + e_r               (per dataset)
     y_r = mu + delta_{d(r)} + sum_f beta_f[l_f(r)] + e_r  (pooled)
@@ -36,7 +36,7 @@ import statsmodels.formula.api as smf
 from statsmodels.stats.anova import anova_lm
 from statsmodels.tools.sm_exceptions import SingularMatrixWarning
 
-from whatmatters import collapsed
+from whatmatters import outcomes
 from whatmatters.errors import WhatmattersError
 
 POOLED = "pooled"   # same scope name as `whatmatters.summarize.POOLED`
@@ -47,7 +47,7 @@ _DATASET = "dataset_"   # alias of the dataset column inside formulas
 def empirical_logit(successes, trials) -> np.ndarray:
     """log((k + 0.5) / (n - k + 0.5)) elementwise; (R,) counts -> (R,) floats: the same
     response the collapsed model fits."""
-    return collapsed.empirical_logit(successes, trials)[0]
+    return outcomes.empirical_logit(successes, trials)[0]
 
 
 def eta_squared(table: pd.DataFrame, spec: dict) -> pd.DataFrame:
@@ -78,7 +78,7 @@ def eta_squared(table: pd.DataFrame, spec: dict) -> pd.DataFrame:
     alias = {f: f"f{i}" for i, f in enumerate(factors)}
     frame = pd.DataFrame({alias[f]: _coded(runs[f]) for f in factors})
     frame[_DATASET] = _coded(runs["dataset"])
-    frame["y"] = empirical_logit(runs[spec["outcome"]["successes"]], runs[spec["outcome"]["trials"]])
+    frame["y"] = outcomes.response(runs, spec["outcome"])[0]
 
     dataset = runs["dataset"].astype(str).to_numpy()
     scopes = {POOLED: frame, **{d: frame[dataset == d] for d in datasets}}
@@ -190,8 +190,8 @@ def _ratio(num: np.ndarray, den: np.ndarray) -> np.ndarray:
 def _checked_table(table: pd.DataFrame, spec: dict) -> pd.DataFrame:
     """`table` itself, once its columns, datasets, levels and counts are known to fit `spec`."""
     factors, datasets = list(spec["factors"]), list(spec["datasets"])
-    successes, trials = spec["outcome"]["successes"], spec["outcome"]["trials"]
-    missing = [c for c in ["dataset", *factors, successes, trials] if c not in table.columns]
+    needed = outcomes.columns(spec["outcome"])
+    missing = [c for c in ["dataset", *factors, *needed] if c not in table.columns]
     if missing:
         raise WhatmattersError(f"eta_squared: run table lacks columns {missing}")
     unknown = sorted(set(table["dataset"].astype(str)) - set(datasets))
@@ -202,11 +202,13 @@ def _checked_table(table: pd.DataFrame, spec: dict) -> pd.DataFrame:
         unknown = sorted(set(table[f].astype(str)) - set(levels))
         if unknown:
             raise WhatmattersError(f"eta_squared: factor {f!r} has levels {unknown} not in the spec {levels}")
-    k = pd.to_numeric(table[successes], errors="coerce")
-    n = pd.to_numeric(table[trials], errors="coerce")
-    bad = k.isna() | n.isna() | (k < 0) | (n <= 0) | (k > n)
-    if bad.any():
-        raise WhatmattersError(
-            f"eta_squared: {int(bad.sum())} runs have missing or impossible counts "
-            f"({successes!r} must be in 0..{trials!r}, {trials!r} > 0)")
+    if "run_id" not in table.columns:
+        table = table.assign(run_id=[f"row {i}" for i in range(len(table))])
+    try:
+        for col in needed:
+            if table[col].isna().any():
+                raise WhatmattersError(f"{int(table[col].isna().sum())} runs have no {col!r}")
+        outcomes.check(table, spec["outcome"])
+    except WhatmattersError as e:
+        raise WhatmattersError(f"eta_squared: {e}") from None
     return table

@@ -109,6 +109,20 @@ def cmd_plot(args) -> None:
     plots.plot_outcome(model.load(args.posterior), json.loads(args.spec), args.out_dir)
 
 
+def cmd_compare_outcomes(args) -> None:
+    from whatmatters import model, plots, summarize
+    from whatmatters.errors import WhatmattersError
+
+    posteriors = {}
+    for item in args.posterior:
+        outcome, sep, path = item.partition("=")
+        if not sep:
+            raise WhatmattersError(f"--posterior {item!r}: expected OUTCOME=PATH")
+        posteriors[outcome] = model.load(path)
+    summarize.write_outcome_comparison(posteriors, args.out_csv, args.contrasts_csv)
+    plots.plot_outcomes(posteriors, args.plot)
+
+
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="whatmatters", description=__doc__.split("\n")[0])
     sub = p.add_subparsers(dest="command", required=True)
@@ -138,6 +152,9 @@ def parser() -> argparse.ArgumentParser:
         ("--table", {"help": "run table (parquet) for the classical ANOVA cross-check"}))
     add("plot", cmd_plot, "posterior plots for one outcome",
         ("--posterior", req), ("--spec", req), ("--out-dir", req))
+    add("compare-outcomes", cmd_compare_outcomes, "pooled ranks of every outcome side by side, and contrasts",
+        ("--posterior", {"action": "append", "required": True, "help": "OUTCOME=posterior.nc, once per outcome"}),
+        ("--out-csv", req), ("--contrasts-csv", req), ("--plot", req))
     return p
 
 

@@ -54,6 +54,7 @@ import scipy.linalg
 import xarray as xr
 from pytensor.graph import Apply, Op
 
+from whatmatters.outcomes import empirical_logit, pooled_logit  # noqa: F401  (re-exported)
 from whatmatters.summarize import level_dim
 
 ALPHA_SD = 1.5            # as in whatmatters.model: the priors are the same on both models
@@ -98,12 +99,6 @@ class Collapsed:
         return self.m0.size
 
 
-def empirical_logit(successes, trials) -> tuple[np.ndarray, np.ndarray]:
-    """(y, v): empirical logit of k/n and its delta-method variance, per run."""
-    k, n = np.asarray(successes, float), np.asarray(trials, float)
-    return np.log((k + 0.5) / (n - k + 0.5)), 1.0 / (k + 0.5) + 1.0 / (n - k + 0.5)
-
-
 def zero_sum_basis(n: int) -> np.ndarray:
     """(n, n-1) orthonormal basis of the vectors summing to zero (Helmert contrasts).
 
@@ -121,17 +116,22 @@ def interaction_pairs(factors: list[str]) -> list[tuple[str, str]]:
     return list(itertools.combinations(factors, 2))
 
 
-def prepare(level_codes: np.ndarray, dataset_of_run: np.ndarray, successes, trials, n_levels: list[int],
-            factors: list[str], datasets: list[str], *, interactions: bool = False,
+def prepare(level_codes: np.ndarray, dataset_of_run: np.ndarray, y, v, n_levels: list[int],
+            factors: list[str], datasets: list[str], *, centre=None, interactions: bool = False,
             max_bins: int = MAX_BINS) -> Collapsed:
     """Cell statistics, design and weight groups of one outcome's runs.
 
     Args:
       level_codes: (R, F) int level index of each factor per run; dataset_of_run: (R,) int.
-      successes, trials: (R,) counts.
+      y, v: (R,) response and its known measurement variance (`whatmatters.outcomes.response`:
+        empirical logits and binomial variances, or log values and 0).
+      centre: (D,) prior mean of the intercepts (`outcomes.centre`); default the mean of y.
     """
-    y, v = empirical_logit(successes, trials)
+    y, v = np.asarray(y, float), np.asarray(v, float)
     n_data = len(datasets)
+    if centre is None:
+        centre = np.bincount(dataset_of_run, weights=y, minlength=n_data) / np.bincount(dataset_of_run,
+                                                                                       minlength=n_data)
 
     # Cells: runs on the same dataset with the same levels.
     keys = np.column_stack([dataset_of_run, level_codes])
@@ -172,9 +172,8 @@ def prepare(level_codes: np.ndarray, dataset_of_run: np.ndarray, successes, tria
             lift[d, blocks["delta"], 1 + n_main:] = np.eye(n_inter)
     x = np.einsum("cpq,cq->cp", lift[cell_data], z)                               # (C, P)
 
-    pooled = pooled_logit(successes, trials, dataset_of_run, n_data)
     m0 = np.zeros(x.shape[1])
-    m0[blocks["alpha"]] = pooled
+    m0[blocks["alpha"]] = centre
     r = ybar - x @ m0
 
     # Weight groups: per dataset, geometric bins of the cells' binomial variance.
@@ -182,7 +181,7 @@ def prepare(level_codes: np.ndarray, dataset_of_run: np.ndarray, successes, tria
     n_groups = 0
     for d in range(n_data):
         mine = np.flatnonzero(cell_data == d)
-        logv = np.log(vbar[mine])
+        logv = np.log(np.maximum(vbar[mine], 1e-300))   # continuous outcomes: v = 0, one group
         width = max(np.log(BIN_RATIO), (logv.max() - logv.min()) / max_bins * (1 + 1e-9))
         bins = np.floor((logv - logv.min()) / width).astype(np.int64)
         _, local = np.unique(bins, return_inverse=True)
@@ -210,7 +209,7 @@ def prepare(level_codes: np.ndarray, dataset_of_run: np.ndarray, successes, tria
         within_df=np.bincount(group, weights=m - 1.0, minlength=n_groups),
         within_ss=np.bincount(group, weights=ss, minlength=n_groups),
         variance=variance, dataset_of_group=dataset_of_group, group_of_cell=group,
-        max_variance_shift=float(np.max(np.abs(vbar / variance[group] - 1.0))),
+        max_variance_shift=float(np.max(np.abs(vbar - variance[group]) / np.maximum(variance[group], 1e-300))),
     )
 
 
@@ -374,14 +373,6 @@ def effects_from_theta(c: Collapsed, theta: np.ndarray) -> xr.Dataset:
             out[f"interaction_{f}__{g}"] = xr.DataArray(
                 np.einsum("ia,cnab,jb->cnij", bf, z, bg), dims=(*cd, level_dim(f), level_dim(g)))
     return xr.Dataset(out)
-
-
-def pooled_logit(successes, trials, dataset_idx, n_datasets) -> np.ndarray:
-    """(D,) logit of each dataset's pooled observed accuracy, kept off 0 and 1."""
-    k = np.bincount(dataset_idx, weights=np.asarray(successes, float), minlength=n_datasets)
-    n = np.bincount(dataset_idx, weights=np.asarray(trials, float), minlength=n_datasets)
-    p = (k + 0.5) / (n + 1.0)
-    return np.log(p / (1 - p))
 
 
 def codes(table: pd.DataFrame, spec: dict) -> tuple[np.ndarray, np.ndarray]:

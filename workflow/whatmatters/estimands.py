@@ -1,21 +1,23 @@
 r"""Importance estimands: four ways to say how much a factor matters, per posterior draw.
 
 With e_{f,d}[l] = beta_f[l] + gamma_f[d, l] the effect of level l of factor f on dataset d
-(logit scale) and delta_fg the pairwise interactions (when the study turns them on):
+(logit scale; log scale for a continuous outcome) and delta_fg the pairwise interactions (when the study turns them on):
 
   importance           sd_l e_{f,d}[l]  (ddof 1), the finite-population sd of the level
                        effects on the logit scale (Gelman 2005). The default: it is what
                        the model's scales describe, and it does not depend on where the
                        other factors sit on the accuracy curve.
-  importance_accuracy  the same sd in percentage points of accuracy, of
-                       a_{f,d}[l] = mean_c logistic(mu_c with f set to l), the accuracy a
-                       run would have with f set to l, averaged over the design's level
-                       combinations c of the other factors on dataset d (no seed noise).
-                       Saturates near 100%: a factor can matter on the logit scale yet
-                       move few points on an easy dataset.
-  tunability           max_l a_{f,d}[l] - a_{f,d}[baseline], percentage points: what
-                       tuning f gains over its default (Probst, Boulesteix & Bischl 2019).
-                       Zero when the baseline is already the best level.
+  importance_natural   the same sd on the outcome's natural scale, of
+                       a_{f,d}[l] = mean_c g^-1(mu_c with f set to l), the value a run
+                       would have with f set to l, averaged over the design's level
+                       combinations c of the other factors on dataset d (no seed noise);
+                       g^-1 is logistic (accuracy, in percentage points) or exp
+                       (continuous outcomes, in their unit). Accuracy saturates near 100%:
+                       a factor can matter on the logit scale yet move few points on an
+                       easy dataset.
+  tunability           max_l a_{f,d}[l] - a_{f,d}[baseline] (min and reversed when lower
+                       is better): what tuning f gains over its default (Probst, Boulesteix
+                       & Bischl 2019). Zero when the baseline is already the best level.
   importance_total     sqrt(sd_l(e)^2 + L_f / (L_f - 1) sum_{g != f} mean(delta_fg^2)): the
                        logit sd of everything f touches, its interactions included (like a
                        total Sobol index; equal to `importance` without interactions).
@@ -30,16 +32,28 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import xarray as xr
-from scipy.special import expit
-
+from whatmatters import outcomes
 from whatmatters.summarize import level_dim
 
-ESTIMANDS = {   # posterior variable -> (label, unit)
+ESTIMANDS = {   # posterior variable -> (label, unit) for an accuracy outcome; see `describe`
     "importance": ("sd of level effects", "logit"),
-    "importance_accuracy": ("sd of level accuracies", "pp"),
+    "importance_natural": ("sd of level accuracies", "pp"),
     "tunability": ("tunability: best level - baseline", "pp"),
     "importance_total": ("total sd incl. interactions", "logit"),
 }
+
+
+def describe(name: str, outcome: dict | None = None) -> tuple[str, str]:
+    """(label, unit) of estimand `name` for `outcome` (an analysis spec's outcome)."""
+    o = outcomes.resolve(outcome) if outcome else None
+    if o is None or o["kind"] == "binomial":
+        return ESTIMANDS[name]
+    link = "log"
+    return {"importance": ("sd of level effects", link),
+            "importance_natural": (f"sd of level means of {o['label']}", o["unit"]),
+            "tunability": ("tunability: baseline - best level" if o["better"] == "lower"
+                           else "tunability: best level - baseline", o["unit"]),
+            "importance_total": ("total sd incl. interactions", link)}[name]
 MAX_CELLS = 200   # design cells per dataset averaged over for the accuracy scale (a seeded sample)
 
 
@@ -58,7 +72,7 @@ def interaction_names(posterior: xr.Dataset) -> dict[tuple[str, str], str]:
 
 def add_estimands(posterior: xr.Dataset, spec: dict, level_codes: np.ndarray, dataset_codes: np.ndarray,
                   seed: int = 0) -> None:
-    """Add every estimand of the module docstring (and `level_accuracy_<f>`, the a_{f,d}[l])
+    """Add every estimand of the module docstring (and `level_natural_<f>`, the a_{f,d}[l])
     to `posterior`, in place.
 
     Args:
@@ -68,6 +82,8 @@ def add_estimands(posterior: xr.Dataset, spec: dict, level_codes: np.ndarray, da
       seed: picks the design cells when a dataset has more than MAX_CELLS.
     """
     factors = list(spec["factors"])
+    outcome = outcomes.resolve(spec.get("outcome"))
+    higher = outcome["better"] == "higher"
     datasets = [str(d) for d in posterior["dataset"].values]
     effects = {f: level_effects(posterior, f).values for f in factors}            # (C, N, D, L_f)
     pairs = interaction_names(posterior)
@@ -97,16 +113,17 @@ def add_estimands(posterior: xr.Dataset, spec: dict, level_codes: np.ndarray, da
                 for (p, q), delta in deltas.items():
                     if f in (p, q):
                         with_level = with_level + _pair_term(delta, cells, factors, p, q, **{f: level})
-                level_acc[f][:, :, d, level] = expit(with_level).mean(axis=-1)
+                level_acc[f][:, :, d, level] = outcomes.natural(outcome, with_level).mean(axis=-1)
             acc = level_acc[f][:, :, d]
             sd[:, :, i, d] = e.std(axis=-1, ddof=1)
-            sd_acc[:, :, i, d] = 100 * acc.std(axis=-1, ddof=1)
+            sd_acc[:, :, i, d] = acc.std(axis=-1, ddof=1)
             baseline = list(spec["factors"][f]["levels"]).index(spec["factors"][f]["baseline"])
-            tun[:, :, i, d] = 100 * (acc.max(axis=-1) - acc[..., baseline])
+            tun[:, :, i, d] = (acc.max(axis=-1) - acc[..., baseline] if higher
+                               else acc[..., baseline] - acc.min(axis=-1))
 
     dims = ("chain", "draw", "factor", "dataset")
     coords = {"factor": factors, "dataset": datasets}
-    values = {"importance": sd, "importance_accuracy": sd_acc, "tunability": tun}
+    values = {"importance": sd, "importance_natural": sd_acc, "tunability": tun}
     if deltas:
         extra = np.zeros_like(sd)
         for (f, g), delta in deltas.items():
@@ -119,7 +136,7 @@ def add_estimands(posterior: xr.Dataset, spec: dict, level_codes: np.ndarray, da
         posterior[name] = xr.DataArray(v, dims=dims, coords=coords)
         posterior[f"{name}_pooled"] = posterior[name].mean("dataset")
     for f in factors:
-        posterior[f"level_accuracy_{f}"] = xr.DataArray(
+        posterior[f"level_natural_{f}"] = xr.DataArray(
             level_acc[f], dims=("chain", "draw", "dataset", level_dim(f)),
             coords={"dataset": datasets, level_dim(f): list(spec["factors"][f]["levels"])})
 

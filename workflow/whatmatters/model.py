@@ -62,10 +62,11 @@ import pytensor.tensor as pt
 import scipy.linalg
 import xarray as xr
 
+from whatmatters import outcomes
 from whatmatters.collapsed import pooled_logit, zero_sum_basis
 from whatmatters.errors import WhatmattersError
 from whatmatters.io import atomic_path, provenance
-from whatmatters.summarize import ATTR_FREE, ATTR_PROVENANCE, ATTR_SPEC, level_dim
+from whatmatters.summarize import ATTR_FREE, ATTR_PROVENANCE, ATTR_SPEC, level_dim, spec_of
 
 log = logging.getLogger(__name__)
 
@@ -180,7 +181,8 @@ def fit(table: pd.DataFrame, spec: dict) -> az.InferenceData:
       (D > 1), `interaction_<f>__<g>` (interactions on) and every estimand of
       `whatmatters.estimands` (`importance` (chain, draw, factor, dataset),
       `importance_pooled` (chain, draw, factor), ...); `constant_data` holds the runs
-      (`run_dataset`, `run_level` (run, factor), `run_successes`, `run_trials`);
+      (`run_dataset`, `run_level` (run, factor), and `run_successes`, `run_trials` (binomial)
+      or `run_value` (continuous outcomes));
       `posterior.attrs` holds the spec, the provenance and the free variables' names as
       JSON strings (they survive `save`/`load`).
     """
@@ -223,15 +225,20 @@ def _fit(table: pd.DataFrame, spec: dict) -> az.InferenceData:
     start = time.perf_counter()
     extra = {}
     if method == "binomial":
+        if outcomes.resolve(outcome)["kind"] != "binomial":
+            raise WhatmattersError(f"analysis.method: binomial models counts only; outcome {outcome['name']!r} "
+                                   "is a continuous measurement: use method: collapsed")
         if s.get("interactions"):
             raise WhatmattersError("analysis.interactions: true needs analysis.method: collapsed; "
                                    "the binomial model has main effects only")
         model = build_model(runs, spec)
         idata = _sample(model, s, nutpie_ok=True)
     elif method == "collapsed":
-        c = collapsed.prepare(level_codes, dataset_codes, runs[outcome["successes"]], runs[outcome["trials"]],
+        y, v = outcomes.response(runs, outcome)
+        c = collapsed.prepare(level_codes, dataset_codes, y, v,
                               [len(_levels(spec, f)) for f in spec["factors"]], list(spec["factors"]),
-                              list(spec["datasets"]), interactions=bool(s.get("interactions")))
+                              list(spec["datasets"]), interactions=bool(s.get("interactions")),
+                              centre=outcomes.centre(runs, outcome, dataset_codes, len(spec["datasets"])))
         model = collapsed.build_model(c)
         idata = _sample(model, s)
         effects = collapsed.draw_effects(c, idata.posterior, seed=int(s["seed"]))
@@ -246,10 +253,12 @@ def _fit(table: pd.DataFrame, spec: dict) -> az.InferenceData:
     seconds = time.perf_counter() - start
 
     estimands.add_estimands(idata.posterior, spec, level_codes, dataset_codes, seed=int(s["seed"]))
+    measured = ({"run_successes": ("run", runs[outcome["successes"]].to_numpy(dtype="int64")),
+                 "run_trials": ("run", runs[outcome["trials"]].to_numpy(dtype="int64"))}
+                if outcomes.resolve(outcome)["kind"] == "binomial"
+                else {"run_value": ("run", runs[outcome["column"]].to_numpy(dtype=float))})
     runs_data = xr.Dataset({
-        "run_dataset": ("run", dataset_codes), "run_level": (("run", "factor"), level_codes),
-        "run_successes": ("run", runs[outcome["successes"]].to_numpy(dtype="int64")),
-        "run_trials": ("run", runs[outcome["trials"]].to_numpy(dtype="int64")),
+        "run_dataset": ("run", dataset_codes), "run_level": (("run", "factor"), level_codes), **measured,
     }, coords={"run": runs["run_id"].astype(str).tolist(), "factor": list(spec["factors"])})
     if "constant_data" in idata.groups():
         idata.constant_data = idata.constant_data.merge(runs_data)
@@ -372,8 +381,9 @@ def add_importance(idata: az.InferenceData, spec: dict) -> az.InferenceData:
 
 
 def replicate(idata: az.InferenceData, n_draws: int = 100, seed: int = 0) -> np.ndarray:
-    """Posterior predictive accuracies: (n_draws, R) replicated runs from the model's
-    generative process (k_r ~ Binomial(n_r, logistic(mu_r + eps_r))), one row per
+    """Posterior predictive outcomes: (n_draws, R) replicated runs from the model's
+    generative process (accuracies k_r / n_r with k_r ~ Binomial(n_r, logistic(mu_r + eps_r)),
+    or values exp(mu_r + eps_r) of a continuous outcome), one row per
     posterior draw (drawn evenly over chains and draws), the runs of `constant_data`."""
     from whatmatters.estimands import interaction_names, level_effects
 
@@ -393,8 +403,9 @@ def replicate(idata: az.InferenceData, n_draws: int = 100, seed: int = 0) -> np.
         delta = post[name].transpose("sample", level_dim(f), level_dim(g)).values
         mu = mu + delta[:, levels[:, factors.index(f)], levels[:, factors.index(g)]]
     eta = mu + rng.normal(size=mu.shape) * post["sigma_seed"].transpose("sample", "dataset").values[:, d]
-    trials = data["run_trials"].values
-    return rng.binomial(trials, 1 / (1 + np.exp(-eta))) / trials
+    outcome = spec_of(idata)["outcome"]
+    trials = data["run_trials"].values if "run_trials" in data else None
+    return outcomes.replicate(outcome, eta, trials, rng)
 
 
 def save(idata: az.InferenceData, path) -> None:
@@ -414,45 +425,69 @@ def simulate_table(spec: dict, importance: dict[str, float], *, configs: int = 5
                    trials: dict[str, int] | int = 1000, accuracy: dict[str, float] | float = 0.85,
                    dataset_deviation: float = 0.2, seed_sd: float = 0.15,
                    diverged_fraction: float = 0.03, diverged_accuracy: float = 0.1,
+                   unstable: tuple[str, int, float] | None = None,
                    random_seed: int = 0) -> tuple[pd.DataFrame, dict]:
-    """A run table drawn from the model's generative process with planted importances.
+    """A run table drawn from the model's generative process with planted importances,
+    plus diverged runs, and the true value of the importance estimand.
 
     Each factor's pooled level effects are a random zero-sum vector rescaled so its
     finite-population sd is exactly `importance[f]` (logit scale); each dataset adds a
     deviation of relative size `dataset_deviation`; every run adds seed noise of sd
     `seed_sd`. The same `configs` distinct random configs run on every dataset with
-    `seeds` seeds; a `diverged_fraction` of runs, at random, diverge to ~`diverged_accuracy`.
+    `seeds` seeds. A run diverges (accuracy ~`diverged_accuracy`, status "diverged") with
+    probability `diverged_fraction`, plus `extra` on the configs whose factor `f` is at
+    level index `j` when `unstable = (f, j, extra)` (a learning rate that blows up).
+
+    Diverged runs are data (DESIGN.md, "Failure is data"): the estimand is the sd of the
+    level effects on a run's *expected* logit accuracy, failures included. With
+    divergence probability q_c and converged logit eta_c, that expectation is
+    (1 - q_c) eta_c + q_c logit(diverged_accuracy); its main effects, averaged over the
+    full factorial grid, are (1 - mean q) times the planted effects for a factor that does
+    not drive divergence, and (1 - q_j) e_j - q_j (a_d - logit(diverged_accuracy)),
+    centred, for the factor that does. So divergence at random dilutes every importance,
+    and an unstable level adds importance to its factor.
 
     Returns:
       (table, truth): table with the columns `build_model` expects (outcome columns
       `n_test`, `n_test_correct`, `test_accuracy`, and `train` ones); truth maps
-      `beta` -> {factor: level effects} and `importance` -> {factor: {dataset: s_fd}}.
+      `beta` -> {factor: pooled planted effects}, `planted` -> {factor: {dataset: sd of the
+      converged runs' effects}} and `importance` -> {factor: {dataset: the estimand's true
+      value}}.
     """
     rng = np.random.default_rng(random_seed)
     factors, datasets = list(spec["factors"]), list(spec["datasets"])
     trials = trials if isinstance(trials, dict) else {d: trials for d in datasets}
     accuracy = accuracy if isinstance(accuracy, dict) else {d: accuracy for d in datasets}
+    sizes = [len(spec["factors"][f]["levels"]) for f in factors]
+    if unstable is not None and (unstable[0] not in factors
+                                 or not 0 <= unstable[1] < sizes[factors.index(unstable[0])]):
+        raise ValueError(f"unstable={unstable!r}: expected (factor, level index, extra probability) "
+                         f"with a factor of {factors}")
 
     def zero_sum(n_levels, sd):
         v = rng.normal(size=n_levels)
         v -= v.mean()
         return v * sd / v.std(ddof=1) if sd > 0 else np.zeros(n_levels)
 
+    def divergence(f, j):          # probability of divergence contributed by factor f at level j
+        return unstable[2] if unstable is not None and (f, j) == tuple(unstable[:2]) else 0.0
+
     beta = {f: zero_sum(len(spec["factors"][f]["levels"]), importance.get(f, 0.0)) for f in factors}
     effect = {(f, d): beta[f] + zero_sum(len(beta[f]), dataset_deviation * importance.get(f, 0.0))
               for f in factors for d in datasets}
-    sizes = [len(spec["factors"][f]["levels"]) for f in factors]
     picks = rng.choice(int(np.prod(sizes)), size=min(configs, int(np.prod(sizes))), replace=False)
     choices = [dict(zip(factors, np.unravel_index(i, sizes))) for i in picks]   # distinct configs
+    chance = np.log(diverged_accuracy / (1 - diverged_accuracy))
 
     rows = []
     for d in datasets:
         for c in choices:
             config_id = hashlib.sha1(json.dumps({f: int(c[f]) for f in factors}).encode()).hexdigest()[:10]
+            q = diverged_fraction + sum(divergence(f, c[f]) for f in factors)
             for seed in range(seeds):
                 eta = (np.log(accuracy[d] / (1 - accuracy[d])) + rng.normal(0, seed_sd)
                        + sum(effect[f, d][c[f]] for f in factors))
-                diverged = rng.random() < diverged_fraction
+                diverged = rng.random() < q
                 p = diverged_accuracy if diverged else 1 / (1 + np.exp(-eta))
                 n = trials[d]
                 k = int(rng.binomial(n, p))
@@ -465,9 +500,22 @@ def simulate_table(spec: dict, importance: dict[str, float], *, configs: int = 5
                     "n_train": n, "n_train_correct": k_train, "train_accuracy": k_train / n,
                 })
     table = pd.DataFrame(rows)
+
+    def true_effects(f, d):         # main effects of the expected logit over the full grid
+        q = diverged_fraction + np.array([divergence(f, j) for j in range(len(beta[f]))])   # per level of f
+        q_mean = diverged_fraction + sum(np.mean([divergence(g, j) for j in range(len(beta[g]))])
+                                         for g in factors if g != f)
+        a = np.log(accuracy[d] / (1 - accuracy[d]))
+        # the expectation is linear in every other factor's zero-sum effects, which average out,
+        # except through q: E over the grid of q_c * e_g[c_g] is extra * e_g[j] / K_g, the same
+        # for every level of f, so it drops out of f's centred effects.
+        marginal = effect[f, d] - (q + q_mean - diverged_fraction) * (a - chance + effect[f, d])
+        return marginal - marginal.mean()
+
     truth = {
         "beta": {f: beta[f].tolist() for f in factors},
-        "importance": {f: {d: float(np.std(effect[f, d], ddof=1)) for d in datasets} for f in factors},
+        "planted": {f: {d: float(np.std(effect[f, d], ddof=1)) for d in datasets} for f in factors},
+        "importance": {f: {d: float(np.std(true_effects(f, d), ddof=1)) for d in datasets} for f in factors},
     }
     return table, truth
 
@@ -475,8 +523,8 @@ def simulate_table(spec: dict, importance: dict[str, float], *, configs: int = 5
 def _checked_table(table: pd.DataFrame, spec: dict) -> pd.DataFrame:
     """The table, validated against the spec; every failure names what to fix."""
     factors, datasets = list(spec["factors"]), list(spec["datasets"])
-    outcome = spec["outcome"]
-    needed = ["run_id", "dataset", *factors, outcome["successes"], outcome["trials"]]
+    outcome = outcomes.resolve(spec["outcome"])
+    needed = ["run_id", "dataset", *factors, *outcomes.columns(outcome)]
     missing = [c for c in needed if c not in table.columns]
     if missing:
         raise WhatmattersError(
@@ -502,16 +550,12 @@ def _checked_table(table: pd.DataFrame, spec: dict) -> pd.DataFrame:
         if extra:
             raise WhatmattersError(f"factor {f!r} has level(s) {extra} in the run table "
                                    f"that are not in the spec's levels {levels}")
-    for col in (outcome["successes"], outcome["trials"]):
+    for col in outcomes.columns(outcome):
         if table[col].isna().any():
             bad = table.loc[table[col].isna(), "run_id"].head(5).tolist()
             raise WhatmattersError(f"column {col!r} is missing for run(s) {bad}; "
-                                   "diverged runs need their measured counts too")
-    k, n = table[outcome["successes"]], table[outcome["trials"]]
-    if ((k < 0) | (n <= 0) | (k > n)).any():
-        bad = table.loc[(k < 0) | (n <= 0) | (k > n), "run_id"].head(5).tolist()
-        raise WhatmattersError(f"impossible counts (need 0 <= {outcome['successes']} <= "
-                               f"{outcome['trials']}, trials > 0) for run(s) {bad}")
+                                   "diverged runs need their measured values too")
+    outcomes.check(table, outcome)
     return table.reset_index(drop=True)
 
 

@@ -19,7 +19,7 @@ from matplotlib.figure import Figure  # noqa: E402
 from whatmatters.io import atomic_path  # noqa: E402
 from whatmatters.summarize import (  # noqa: E402
     POOLED, diagnostics, expected_ranks, hdi, importance_by_scope, level_dim, provenance_of,
-    rank_probabilities,
+    rank_probabilities, spec_of,
 )
 
 RED, GREEN, ORANGE, BLUE = "#c0392b", "#1e8449", "#d68910", "#2e86c1"
@@ -34,7 +34,7 @@ def plot_outcome(idata, spec: dict, out_dir) -> list[Path]:
     for name, fig in (("ranks", ranks_figure(idata)), ("importance", importance_figure(idata)),
                       ("level_effects", level_effects_figure(idata, spec))):
         written += [_save(fig, out / f"{name}.{fmt}", stamp) for fmt in ("png", "svg")]
-    if "constant_data" in idata.groups() and "run_trials" in idata.constant_data:
+    if "constant_data" in idata.groups() and {"run_trials", "run_value"} & set(idata.constant_data):
         written.append(_save(ppc_figure(idata), out / "ppc.png", stamp))
     written.append(_save(estimands_figure(idata), out / "estimands.png", stamp))
     written.append(_save(diagnostics_figure(diagnostics(idata)), out / "diagnostics.png", stamp))
@@ -46,10 +46,13 @@ def ppc_figure(idata, n_draws: int = 100) -> Figure:
     accuracies (black) over those of `n_draws` replicated run tables (blue). Titles give
     P(T_rep >= T_obs) for the spread (sd) and the worst run (min): values near 0 or 1
     mean the model does not reproduce that feature of the data."""
+    from whatmatters import outcomes
     from whatmatters.model import replicate
 
     data = idata.constant_data
-    observed = data["run_successes"].values / data["run_trials"].values
+    outcome = outcomes.resolve(spec_of(idata)["outcome"])
+    get = lambda name: data[name].values if name in data else None       # noqa: E731
+    observed = outcomes.observed(outcome, get("run_successes"), get("run_trials"), get("run_value"))
     replicated = replicate(idata, n_draws=n_draws)
     datasets = [str(d) for d in idata.posterior["dataset"].values]
     fig = Figure(figsize=(3.6 * len(datasets) + 0.5, 3.2), layout="constrained")
@@ -64,7 +67,9 @@ def ppc_figure(idata, n_draws: int = 100) -> Figure:
         p_sd = float((rep.std(axis=1) >= obs.std()).mean())
         p_min = float((rep.min(axis=1) >= obs.min()).mean())
         ax.set_title(f"{name}\nP(sd_rep >= sd) {p_sd:.2f}, P(min_rep >= min) {p_min:.2f}", fontsize=9)
-        ax.set_xlabel("run accuracy")
+        ax.set_xlabel(f"run {outcome['label']}")
+        if outcome["kind"] == "continuous":
+            ax.set_xscale("log")
         ax.grid(alpha=0.3)
     axes[0].set_ylabel("fraction of runs")
     fig.suptitle(f"posterior predictive check: observed (black) vs {replicated.shape[0]} replicated tables (blue)",
@@ -77,33 +82,81 @@ def estimands_figure(idata) -> Figure:
     posterior holds, pooled scope; a line per factor, so a factor whose rank depends on
     the estimand shows as a crossing line. The title gives Kendall's tau between the
     posterior-mean rankings of the first estimand and each other."""
-    from whatmatters.estimands import ESTIMANDS, present, rank_agreement
+    from whatmatters.estimands import describe, present, rank_agreement
     from whatmatters.summarize import ranks
 
     names = present(idata.posterior)
+    outcome = spec_of(idata).get("outcome")
     order = list(expected_ranks(idata).index)
     fig = Figure(figsize=(2.2 * len(names) + 3, 0.4 * len(order) + 2.2), layout="constrained")
     ax = fig.subplots()
-    colors = matplotlib.colormaps["tab10"]
-    for k, f in enumerate(order):
-        means = []
-        for x, name in enumerate(names):
-            r = ranks(importance_by_scope(idata, name)[POOLED]).sel(factor=f).values.ravel()
-            low, high = np.quantile(r, [0.05, 0.95], method="inverted_cdf")
-            offset = (k - len(order) / 2) * 0.03
-            ax.vlines(x + offset, low, high, color=colors(k % 10), lw=1.2, alpha=0.7)
-            means.append(r.mean())
-        ax.plot(np.arange(len(names)) + (k - len(order) / 2) * 0.03, means, "o-", color=colors(k % 10), label=f)
-    ax.set_xticks(range(len(names)), [f"{n}\n({ESTIMANDS[n][0]}, {ESTIMANDS[n][1]})" for n in names], fontsize=8)
-    ax.set_ylim(len(order) + 0.5, 0.5)
-    ax.set_ylabel("rank (1 = most important): mean and 90% interval")
-    ax.legend(loc="center left", bbox_to_anchor=(1.01, 0.5), fontsize=8)
+    _rank_lines(ax, [(f"{n}\n({', '.join(describe(n, outcome))})", ranks(importance_by_scope(idata, n)[POOLED]))
+                     for n in names], order)
     agreement = rank_agreement(idata.posterior)
     pooled = agreement[(agreement["dataset"] == POOLED) & (agreement["estimand_a"] == names[0])]
     taus = ", ".join(f"{r.estimand_b} {r.tau_of_means:+.2f}" for r in pooled.itertuples())
     ax.set_title(f"pooled ranks by estimand; Kendall tau vs {names[0]}: {taus or 'n/a'}", fontsize=9)
-    ax.grid(axis="y", alpha=0.3)
     return fig
+
+
+def _rank_lines(ax, columns: list[tuple], order: list[str]) -> None:
+    """One x position per column (label, rank draws (chain, draw, factor)); per factor its
+    expected rank (dot, joined across columns) and central 90% rank interval (bar)."""
+    colors = matplotlib.colormaps["tab10"]
+    for k, f in enumerate(order):
+        offset = (k - len(order) / 2) * 0.03
+        means = []
+        for x, (_, r) in enumerate(columns):
+            rd = r.sel(factor=f).values.ravel()
+            low, high = np.quantile(rd, [0.05, 0.95], method="inverted_cdf")
+            ax.vlines(x + offset, low, high, color=colors(k % 10), lw=1.2, alpha=0.7)
+            means.append(rd.mean())
+        ax.plot(np.arange(len(columns)) + offset, means, "o-", color=colors(k % 10), label=f)
+    ax.set_xticks(range(len(columns)), [label for label, _ in columns], fontsize=8)
+    ax.set_ylim(len(order) + 0.5, 0.5)
+    ax.set_ylabel("rank (1 = most important): mean and 90% interval")
+    ax.legend(loc="center left", bbox_to_anchor=(1.01, 0.5), fontsize=8)
+    ax.grid(axis="y", alpha=0.3)
+
+
+def outcomes_figure(posteriors: dict) -> Figure:
+    """Pooled importance ranks under every fitted outcome side by side (a line per factor:
+    a crossing line is a factor whose importance depends on the outcome), and, below, the
+    contrasts of `summarize.CONTRASTS` present: each factor's expected rank under a minus
+    under b (> 0: it matters more for a)."""
+    from whatmatters.summarize import compare_outcomes, ranks
+
+    table, contrasts = compare_outcomes(posteriors)
+    first = next(iter(posteriors.values()))
+    order = list(expected_ranks(first).index)
+    n_rows = 1 + (contrasts["contrast"].nunique() > 0)
+    fig = Figure(figsize=(2.0 * len(posteriors) + 3.5, (0.4 * len(order) + 2.2) * n_rows), layout="constrained")
+    axes = fig.subplots(n_rows, 1, squeeze=False)[:, 0]
+    _rank_lines(axes[0], [(o.replace("_", "\n"), ranks(importance_by_scope(idata)[POOLED]))
+                          for o, idata in posteriors.items()], order)
+    axes[0].set_title(f"pooled importance ranks by outcome (factors ordered by {next(iter(posteriors))})",
+                      fontsize=9)
+    if n_rows > 1:
+        ax = axes[1]
+        names = list(dict.fromkeys(contrasts["contrast"]))
+        width = 0.8 / len(names)
+        for j, name in enumerate(names):
+            part = contrasts[contrasts["contrast"] == name].set_index("factor").loc[order]
+            ax.barh(np.arange(len(order)) + j * width, part["shift"], height=width,
+                    label=f"{name} ({part['meaning'].iloc[0]})")
+        ax.axvline(0, color="black", lw=0.8)
+        ax.set_yticks(np.arange(len(order)) + 0.4 - width / 2, order, fontsize=8)
+        ax.invert_yaxis()
+        ax.set_xlabel("rank under b - rank under a  (> 0: matters more for a)")
+        ax.legend(fontsize=8, loc="best")
+        ax.grid(axis="x", alpha=0.3)
+    return fig
+
+
+def plot_outcomes(posteriors: dict, out_path) -> Path:
+    """Write `outcomes_figure` to `out_path` atomically."""
+    first = next(iter(posteriors.values()))
+    return _save(outcomes_figure(posteriors), Path(out_path), _stamp(first, spec_of(first)))
 
 
 def ranks_figure(idata) -> Figure:

@@ -10,19 +10,15 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from whatmatters.data import DATASETS
+from whatmatters.data import DATASETS, NO_VARIANT, SHIFT_RANGES, SHIFTS, default_shift, shift_kinds
 from whatmatters.errors import StudyError
 from whatmatters.factors import FACTORS
+from whatmatters.outcomes import OUTCOMES
 
 # Names become file names and Snakemake wildcards: keep them to a safe set.
 NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 NAME_RULE = "letters, digits, '_', '-', '.', starting with a letter or digit, at most 64 characters"
 
-# Binomial outcomes: name -> (successes column, trials column) of the run table.
-OUTCOMES = {
-    "test_accuracy": ("n_test_correct", "n_test"),
-    "train_accuracy": ("n_train_correct", "n_train"),
-}
 DESIGNS = ("full", "random", "one_at_a_time")
 DEVICES = ("auto", "cpu", "cuda")
 EXECUTION_DEFAULTS = {"runs_per_job": 24, "device": "auto", "threads": 1}
@@ -93,16 +89,73 @@ def _level(where: str, registry, raw) -> dict:
     return {"name": name, "kind": raw["kind"], "settings": settings}
 
 
+# What a dataset entry may set besides its kind's settings, and a variant may override.
+VARIANT_KEYS = ("label_noise", "subsample", "shift", "budget")
+
+
+def _label_noise(where: str, value) -> float:
+    if not isinstance(value, (int, float)) or isinstance(value, bool) or not 0 <= value < 1:
+        raise StudyError(f"{where}: expected a number in [0, 1), got {value!r}")
+    return float(value)
+
+
+def _subsample(where: str, value) -> int | None:
+    return None if value is None else _positive_int(where, value)
+
+
+def _shift(where: str, raw, dataset_kind: str) -> dict:
+    """{kind, settings} of a dataset's shifted test set; the kind must fit the dataset's inputs."""
+    valid = shift_kinds(dataset_kind)
+    if not isinstance(raw, dict) or "kind" not in raw:
+        raise StudyError(f"{where}: expected a mapping with a kind ({', '.join(valid)}) and its settings, "
+                         f"got {raw!r}")
+    if raw["kind"] not in valid:
+        raise StudyError(f"{where}.kind: shift kind {raw['kind']!r} does not fit dataset kind {dataset_kind!r}; "
+                         f"valid kinds: {', '.join(valid)}")
+    settings = SHIFTS.resolve(where, raw["kind"], {k: v for k, v in raw.items() if k != "kind"})
+    for key, (ok, expected) in SHIFT_RANGES.get(raw["kind"], {}).items():
+        if not ok(settings[key]):
+            raise StudyError(f"{where}.{key}: expected {expected}, got {settings[key]!r}")
+    return {"kind": raw["kind"], "settings": settings}
+
+
+def _budget(where: str, raw) -> dict:
+    budget = _mapping(where, raw, required=("epochs",))
+    return {"epochs": _positive_int(f"{where}.epochs", budget["epochs"])}
+
+
+def _overrides(where: str, raw: dict, dataset_kind: str) -> dict:
+    """The VARIANT_KEYS an entry or a variant sets, each checked and resolved."""
+    checks = {"label_noise": _label_noise, "subsample": _subsample, "budget": _budget,
+              "shift": lambda w, v: _shift(w, v, dataset_kind)}
+    return {key: checks[key](f"{where}.{key}", raw[key]) for key in VARIANT_KEYS if key in raw}
+
+
+def _dataset_spec(level: dict, base: str, variant: str | None, given: dict) -> dict:
+    """{name, kind, settings, budget, variant: {base, name, label_noise, subsample}, shift: {kind, settings}}."""
+    return {**level, "budget": given["budget"], "shift": given["shift"],
+            "variant": {"base": base, "name": variant, "label_noise": given["label_noise"],
+                        "subsample": given["subsample"]}}
+
+
 def _datasets(raw) -> list[dict]:
+    """Each entry, then one entry per variant (named <entry>_<variant>): the entry's kind,
+    settings, budget, shift, label_noise and subsample, with the variant's overrides."""
     out = []
     for i, item in enumerate(_list("datasets", raw)):
         where = f"datasets[{i}]"
         if not isinstance(item, dict) or "budget" not in item:
             raise StudyError(f"{where}: expected a mapping with name, kind, budget and settings, got {item!r}")
-        budget = _mapping(f"{where}.budget", item["budget"], required=("epochs",))
-        level = _level(where, DATASETS, {k: v for k, v in item.items() if k != "budget"})
-        level["budget"] = {"epochs": _positive_int(f"{where}.budget.epochs", budget["epochs"])}
-        out.append(level)
+        level = _level(where, DATASETS, {k: v for k, v in item.items() if k not in VARIANT_KEYS + ("variants",)})
+        given = {**NO_VARIANT, "shift": default_shift(level["kind"]), **_overrides(where, item, level["kind"])}
+        out.append(_dataset_spec(level, level["name"], None, given))
+        for j, variant in enumerate(_list(f"{where}.variants", item.get("variants", []), nonempty=False)):
+            vwhere = f"{where}.variants[{j}]"
+            variant = _mapping(vwhere, variant, required=("name",), optional=VARIANT_KEYS)
+            name = _name(f"{vwhere}.name", variant["name"])
+            full = _name(f"{vwhere}.name", f"{level['name']}_{name}")
+            out.append(_dataset_spec({**level, "name": full}, level["name"], name,
+                                     {**given, **_overrides(vwhere, variant, level["kind"])}))
     _unique_names("datasets", out)
     return out
 
@@ -236,8 +289,8 @@ def _boolean(where, value):
 def load_study(config: dict[str, Any]) -> dict:
     """Check a study config (as loaded from YAML) and return it resolved.
 
-    Returns {datasets: [{name, kind, settings, budget}], factors: {factor: {baseline,
-    levels: {name: {name, kind, settings}}}}, design, seeds: [int], outcomes: [str],
+    Returns {datasets: [{name, kind, settings, budget, variant, shift}] (see _dataset_spec),
+    factors: {factor: {baseline, levels: {name: {name, kind, settings}}}}, design, seeds: [int], outcomes: [str],
     hypotheses: [{name, order: [factor, ...], text: "f1 > f2"}], execution, analysis,
     varied: [factor]}.
     Raises StudyError naming the first offending key and the valid choices.
@@ -255,13 +308,18 @@ def load_study(config: dict[str, Any]) -> dict:
     if analysis["interactions"] and analysis["method"] != "collapsed":
         raise StudyError("analysis.interactions: true needs analysis.method: collapsed; "
                          "the binomial model has main effects only")
+    outcomes = _outcomes(config["outcomes"])
+    continuous = [o for o in outcomes if OUTCOMES[o]["kind"] != "binomial"]
+    if continuous and analysis["method"] != "collapsed":
+        raise StudyError(f"analysis.method: binomial models counts only; outcomes {continuous} are "
+                         "continuous measurements: use method: collapsed or drop them from outcomes")
     return {
         "datasets": _datasets(config["datasets"]),
         "factors": factors,
         "varied": varied,
         "design": _design(config["design"]),
         "seeds": _seeds(config["seeds"]),
-        "outcomes": _outcomes(config["outcomes"]),
+        "outcomes": outcomes,
         "hypotheses": _hypotheses(config.get("hypotheses", []), varied),
         "execution": _section("execution", config.get("execution"), EXECUTION_DEFAULTS, {
             "runs_per_job": _positive_int, "device": _one_of(DEVICES), "threads": _positive_int}),

@@ -191,8 +191,9 @@ def estimands_table(idata: az.InferenceData) -> pd.DataFrame:
       `expected_rank` (posterior mean rank, 1 = most important), `rank_hdi_5`,
       `rank_hdi_95`, `p_rank_1`.
     """
-    from whatmatters.estimands import ESTIMANDS, present
+    from whatmatters.estimands import describe, present
 
+    outcome = spec_of(idata).get("outcome")
     rows = []
     for name in present(idata.posterior):
         for scope, imp in importance_by_scope(idata, name).items():
@@ -202,7 +203,7 @@ def estimands_table(idata: az.InferenceData) -> pd.DataFrame:
                 low, high = hdi(draws, INTERVAL)
                 rlow, rhigh = np.quantile(rank_draws, [(1 - INTERVAL) / 2, (1 + INTERVAL) / 2],
                                           method="inverted_cdf")
-                rows.append({"estimand": name, "unit": ESTIMANDS[name][1], "factor": str(f), "dataset": scope,
+                rows.append({"estimand": name, "unit": describe(name, outcome)[1], "factor": str(f), "dataset": scope,
                              "mean": float(draws.mean()), "hdi_5": low, "hdi_95": high,
                              "expected_rank": float(rank_draws.mean()), "rank_hdi_5": int(rlow),
                              "rank_hdi_95": int(rhigh), "p_rank_1": float((rank_draws == 1).mean())})
@@ -342,3 +343,61 @@ def _worst(stat: xr.Dataset, pick) -> tuple[str | None, float | None]:
 def _num(arr) -> float | None:
     v = float(arr)
     return v if math.isfinite(v) else None
+
+
+# Pairs of outcomes whose contrast answers a question of its own: (a, b, what a low rank under
+# a but a high rank under b means).
+CONTRASTS = [
+    ("train_accuracy", "test_accuracy", "optimization vs generalization"),
+    ("test_accuracy", "shifted_accuracy", "in-distribution vs shifted test"),
+]
+
+
+def compare_outcomes(posteriors: dict[str, az.InferenceData], interval: float = INTERVAL) -> tuple[pd.DataFrame,
+                                                                                                   pd.DataFrame]:
+    """Pooled importance ranks of every outcome side by side, and the contrasts of CONTRASTS.
+
+    Args:
+      posteriors: outcome name -> its fitted InferenceData (same factors).
+    Returns:
+      (ranks, contrasts). ranks: one row per (outcome, factor): `expected_rank`, `rank_lo`,
+      `rank_hi` (central `interval` rank interval), `p_rank_1`, `importance` (posterior mean,
+      logit or log scale). contrasts: one row per (contrast, factor) for the pairs present:
+      `rank_a`, `rank_b` (expected ranks), `shift` = rank_b - rank_a (> 0: the factor
+      matters more for a than for b), `p_more_for_a` = P(rank under a < rank under b),
+      pairing draws of the two fits as independent (they are separate posteriors of the
+      same runs, so read it as a comparison of two marginal rankings).
+    """
+    rows, draws = [], {}
+    for outcome, idata in posteriors.items():
+        imp = importance_by_scope(idata)[POOLED]
+        r = ranks(imp)
+        draws[outcome] = r
+        for f in imp["factor"].values:
+            rd = r.sel(factor=f).values.ravel()
+            lo, hi = np.quantile(rd, [(1 - interval) / 2, (1 + interval) / 2], method="inverted_cdf")
+            rows.append({"outcome": outcome, "factor": str(f), "expected_rank": float(rd.mean()),
+                         "rank_lo": int(lo), "rank_hi": int(hi), "p_rank_1": float((rd == 1).mean()),
+                         "importance": float(imp.sel(factor=f).mean())})
+    table = pd.DataFrame(rows)
+    contrasts = []
+    for a, b, meaning in CONTRASTS:
+        if a not in draws or b not in draws:
+            continue
+        ra, rb = (draws[o].stack(sample=("chain", "draw")).transpose("factor", "sample") for o in (a, b))
+        n = min(ra.sizes["sample"], rb.sizes["sample"])
+        for f in ra["factor"].values:
+            x, y = ra.sel(factor=f).values[:n], rb.sel(factor=f).values[:n]
+            contrasts.append({"contrast": f"{a} vs {b}", "meaning": meaning, "factor": str(f),
+                              "rank_a": float(x.mean()), "rank_b": float(y.mean()),
+                              "shift": float(y.mean() - x.mean()), "p_more_for_a": float((x < y).mean())})
+    return table, pd.DataFrame(contrasts, columns=["contrast", "meaning", "factor", "rank_a", "rank_b", "shift",
+                                                   "p_more_for_a"])
+
+
+def write_outcome_comparison(posteriors: dict[str, az.InferenceData], out_csv, contrasts_csv) -> None:
+    """`compare_outcomes` written as two CSV files, atomically."""
+    table, contrasts = compare_outcomes(posteriors)
+    for frame, path in ((table, out_csv), (contrasts, contrasts_csv)):
+        with atomic_path(path) as tmp:
+            frame.to_csv(tmp, index=False)

@@ -39,16 +39,39 @@ def resolve_device(name: str) -> torch.device:
     return torch.device(name)
 
 
+ECE_BINS = 15   # equal-width confidence bins of the expected calibration error (Guo et al. 2017)
+
+
 @torch.no_grad()
-def evaluate(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, batch: int = 2048):
-    """(number correct, mean cross-entropy) of `model` on x (N, ...) and labels y (N,)."""
+def evaluate(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, batch: int = 2048) -> dict:
+    """Score `model` on x (N, ...) with labels y (N,).
+
+    Returns {correct, loss (mean cross-entropy), ece, nonfinite (examples whose outputs
+    were not finite)}: ece is the expected calibration
+    error, sum over ECE_BINS equal-width bins of max-probability confidence of
+    |accuracy - mean confidence| x fraction of examples in the bin. Outputs that are not
+    finite (a diverged network) are scored as a uniform guess: chance accuracy,
+    cross-entropy log(classes), so a failed run is a measured result, not a hole.
+    """
     model.eval()
-    correct, loss = 0, 0.0
+    correct, loss, nonfinite = 0, 0.0, 0
+    bins = torch.zeros(3, ECE_BINS, dtype=torch.float64, device=x.device)   # count, hits, confidence
     for i in range(0, len(x), batch):
-        logits = model(x[i:i + batch])
-        correct += int((logits.argmax(-1) == y[i:i + batch]).sum())
-        loss += float(F.cross_entropy(logits, y[i:i + batch], reduction="sum"))
-    return correct, loss / len(x)
+        logits = model(x[i:i + batch]).float()
+        finite = torch.isfinite(logits).all(-1, keepdim=True)
+        nonfinite += int((~finite).sum())
+        logits = torch.where(finite, logits, torch.zeros_like(logits))
+        target = y[i:i + batch]
+        confidence, predicted = logits.softmax(-1).max(-1)
+        hit = predicted == target
+        correct += int(hit.sum())
+        loss += float(F.cross_entropy(logits, target, reduction="sum"))
+        which = (confidence * ECE_BINS).long().clamp(max=ECE_BINS - 1)
+        for row, values in enumerate((torch.ones_like(confidence), hit.float(), confidence)):
+            bins[row].index_add_(0, which, values.double())
+    count, hits, conf = bins
+    ece = float((hits - conf).abs().sum() / len(x))   # sum_b n_b/N |acc_b - conf_b|
+    return {"correct": correct, "loss": loss / len(x), "ece": ece, "nonfinite": nonfinite}
 
 
 def train_run(data: dict, levels: dict[str, dict], seed: int, epochs: int) -> dict:
@@ -106,23 +129,31 @@ def train_run(data: dict, levels: dict[str, dict], seed: int, epochs: int) -> di
         if status == "diverged":
             break
 
-    # Evaluation on the full train and test sets, no augmentation, eval mode.
-    n_train_correct, train_loss = evaluate(model, x_train, y_train)
-    n_test_correct, test_loss = evaluate(model, data["x_test"], data["y_test"])
-    if status == "ok" and not math.isfinite(test_loss):
+    # Evaluation on the full train, test and shifted-test sets, no augmentation, eval mode.
+    train = evaluate(model, x_train, y_train)
+    test = evaluate(model, data["x_test"], data["y_test"])
+    if status == "ok" and (train["nonfinite"] or test["nonfinite"] or not math.isfinite(test["loss"])):
         status, diverged_at = "diverged", step  # the last update blew up
     n_test = len(data["y_test"])
+    shifted = {}
+    if "x_shift" in data:
+        s = evaluate(model, data["x_shift"], data["y_shift"])
+        shifted = {"shifted_accuracy": s["correct"] / len(data["y_shift"]), "n_shift": len(data["y_shift"]),
+                   "n_shift_correct": s["correct"]}
     return {
         "status": status,
-        "test_accuracy": n_test_correct / n_test,
-        "test_loss": test_loss,
+        "test_accuracy": test["correct"] / n_test,
+        "test_loss": test["loss"],
         "n_test": n_test,
-        "n_test_correct": n_test_correct,
-        "train_accuracy": n_train_correct / n,
-        "train_loss": train_loss,
+        "n_test_correct": test["correct"],
+        "ece": test["ece"],
+        "train_accuracy": train["correct"] / n,
+        "train_loss": train["loss"],
         "n_train": n,
-        "n_train_correct": n_train_correct,
-        "final_train_loss": float(epoch_loss) / steps_per_epoch if status == "ok" else float("nan"),
+        "n_train_correct": train["correct"],
+        **shifted,
+        # the optimised objective (whatever the loss factor is), mean over the last epoch
+        "train_objective": float(epoch_loss) / steps_per_epoch if status == "ok" else float("nan"),
         "steps": step,
         "total_steps": total_steps,
         "diverged_at_step": diverged_at,
