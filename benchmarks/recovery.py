@@ -14,7 +14,11 @@ with the truth:
 
 A study: 7 factors of 3-6 levels, 1-4 datasets (cycled), 100-400 configs x 2-3 seeds per
 dataset, 300-2000 test examples per run, seed noise sd 0.05-0.25, 2-5% of runs diverged
-to 10% accuracy. Planted importances: the top one uniform in [0.4, 1.0] logits, the next
+at random to 10% accuracy, and in the main studies one random level of one random factor
+diverging up to 10 points more often (an unstable learning rate). Diverged runs are data:
+the truth is the estimand, the sd of the main effects of a run's expected logit accuracy,
+failures included (`simulate_table`'s truth["importance"]), not the converged runs'
+planted sd, which random divergence dilutes. Planted importances: the top one uniform in [0.4, 1.0] logits, the next
 ones each `ratio` times smaller, randomly permuted over the factors. The main studies
 draw the ratio log-uniformly in [1.1, 2.0]; the sweep fixes it.
 
@@ -63,9 +67,10 @@ SIM = {   # how a study is drawn; (low, high) = uniform unless said otherwise
     "accuracy": (0.6, 0.92),              # mean accuracy per dataset
     "dataset_deviation": (0.1, 0.4),      # per-dataset deviation relative to the pooled effect
     "seed_sd": (0.05, 0.25),              # seed-to-seed sd of logit accuracy
-    "diverged_fraction": (0.02, 0.05),    # runs that diverge ...
+    "diverged_fraction": (0.02, 0.05),    # runs that diverge at random ...
     "diverged_accuracy": 0.1,             # ... to chance level of a 10-class task
-}
+    "unstable_extra": (0.0, 0.1),         # extra divergence probability of one random non-baseline
+}                                         # level of one random factor (main studies only)
 QUICK = {"configs": (60, 100), "seeds": (2, 2), "trials": (300, 800)}
 SAMPLER = {"chains": 2, "draws": 500, "tune": 500,   # 2,000 steps: ~25 s (D=1) .. ~60 s (D=4) a fit
            "target_accept": 0.9, "cores": 1,
@@ -77,6 +82,7 @@ PROBS = (0.5, 0.9)                        # central interval probabilities check
 def draw_study(study_seed: int, n_datasets: int, ratio: float | None, sim: dict) -> dict:
     """The settings of one simulated study (everything `simulate_table` and `fit` need)."""
     rng = np.random.default_rng(study_seed)
+    sweep_ratio = ratio
     u = lambda key: float(rng.uniform(*sim[key]))                       # noqa: E731
     i = lambda key: int(rng.integers(sim[key][0], sim[key][1] + 1))     # noqa: E731
     if ratio is None:
@@ -85,9 +91,14 @@ def draw_study(study_seed: int, n_datasets: int, ratio: float | None, sim: dict)
     planted = top / ratio ** np.arange(len(FACTORS))                    # (F,) descending
     importance = dict(zip(FACTORS, rng.permutation(planted).tolist()))
     datasets = [f"data{k + 1}" for k in range(n_datasets)]
+    levels = {f: i("levels") for f in FACTORS}
+    unstable = None
+    if sweep_ratio is None:            # the sweep keeps divergence config-independent: a clean ratio
+        f = FACTORS[int(rng.integers(len(FACTORS)))]
+        unstable = [f, int(rng.integers(1, levels[f])), u("unstable_extra")]
     return {
         "seed": study_seed, "ratio": ratio, "top_importance": top, "importance": importance,
-        "levels": {f: i("levels") for f in FACTORS}, "datasets": datasets,
+        "levels": levels, "datasets": datasets, "unstable": unstable,
         "configs": i("configs"), "seeds": i("seeds"),
         "trials": {d: i("trials") for d in datasets}, "accuracy": {d: u("accuracy") for d in datasets},
         "dataset_deviation": u("dataset_deviation"), "seed_sd": u("seed_sd"),
@@ -112,7 +123,7 @@ def run_study(study: dict, sampler: dict) -> dict:
         spec, study["importance"], configs=study["configs"], seeds=study["seeds"], trials=study["trials"],
         accuracy=study["accuracy"], dataset_deviation=study["dataset_deviation"], seed_sd=study["seed_sd"],
         diverged_fraction=study["diverged_fraction"], diverged_accuracy=study["diverged_accuracy"],
-        random_seed=study["seed"])
+        unstable=tuple(study["unstable"]) if study["unstable"] else None, random_seed=study["seed"])
     start = time.perf_counter()
     idata = model.fit(table, spec)
     fit_seconds = time.perf_counter() - start
@@ -140,7 +151,8 @@ def run_study(study: dict, sampler: dict) -> dict:
     expected = rank.mean(axis=0)
     return {
         "study": study, "runs": int(len(table)), "diverged_runs": int((table["status"] == "diverged").sum()),
-        "true_importance": truth["importance"], "true_pooled_rank": dict(zip(FACTORS, true_rank.tolist())),
+        "true_importance": truth["importance"], "planted_importance": truth["planted"],
+        "true_pooled_rank": dict(zip(FACTORS, true_rank.tolist())),
         "modal_order_correct": bool(np.array_equal(np.array(modal), true_rank)),
         "p_modal_order": modal_count / len(rank),
         "p_true_order": float((rank == true_rank).all(axis=1).mean()),
