@@ -199,8 +199,9 @@ def train_job(spec: dict, data_path: str, run_dir: str, out_path: str, threads: 
     torch.use_deterministic_algorithms(True, warn_only=True)
     device = resolve_device(spec["execution"]["device"])
     data = datasets.load(data_path)
-    for k in ("x_train", "y_train", "x_test", "y_test"):
-        data[k] = data[k].to(device)  # once per job: batches are indexed on the device
+    for k, v in data.items():     # every split, the shifted test set too: once per job,
+        if torch.is_tensor(v):    # batches are indexed on the device
+            data[k] = v.to(device)
     dataset, epochs = spec["dataset"], spec["dataset"]["budget"]["epochs"]
     fingerprint = code_fingerprint()
     base = provenance(device=str(device), threads=threads, code_fingerprint=fingerprint)
