@@ -30,6 +30,7 @@ import arviz as az  # noqa: E402
 import pymc as pm  # noqa: E402
 
 from whatmatters import collapsed as C  # noqa: E402
+from whatmatters.outcomes import empirical_logit  # noqa: E402
 from whatmatters import estimands as E  # noqa: E402
 from whatmatters import model as M  # noqa: E402
 from whatmatters import summarize as S  # noqa: E402
@@ -68,7 +69,7 @@ def ours(table, spec):
 def default_collapsed(table, spec):
     start = time.perf_counter()
     lc, dc = C.codes(table, spec)
-    c = C.prepare(lc, dc, *C.empirical_logit(table.n_test_correct, table.n_test), LEVELS, NAMES, spec["datasets"])
+    c = C.prepare(lc, dc, *empirical_logit(table.n_test_correct, table.n_test), LEVELS, NAMES, spec["datasets"])
     with C.build_model(c):
         idata = pm.sample(random_seed=1, progressbar=False)
     idata.posterior = idata.posterior.merge(C.draw_effects(c, idata.posterior, seed=1).assign_coords(

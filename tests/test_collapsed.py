@@ -13,6 +13,7 @@ from whatmatters import model as M
 from whatmatters import plots
 from whatmatters import summarize as S
 from whatmatters.errors import WhatmattersError
+from whatmatters.outcomes import empirical_logit
 
 LEVELS = {"a": ["x", "y", "z"], "b": ["p", "q"], "c": ["k", "l", "m", "n"]}
 
@@ -31,7 +32,7 @@ def make_spec(datasets=("d1", "d2", "d3"), interactions=False, method="collapsed
 def brute_force_loglik(table, spec, c, sigma, tau, sigma_seed, sigma_int):
     """log p(cell means, within-cell SS | scales) from the dense multivariate normal."""
     lc, dc = C.codes(table, spec)
-    y, _ = C.empirical_logit(table.n_test_correct, table.n_test)
+    y, _ = empirical_logit(table.n_test_correct, table.n_test)
     keys, inv, m = np.unique(np.column_stack([dc, lc]), axis=0, return_inverse=True, return_counts=True)
     inv = inv.ravel()
     ybar = np.bincount(inv, weights=y) / m
@@ -59,7 +60,7 @@ def test_marginal_likelihood_is_exact(datasets, interactions):
     spec = make_spec(datasets, interactions)
     table, _ = M.simulate_table(spec, {"a": 1.0, "b": 0.3, "c": 0.1}, configs=15, seeds=3, trials=300, random_seed=1)
     lc, dc = C.codes(table, spec)
-    c = C.prepare(lc, dc, *C.empirical_logit(table.n_test_correct, table.n_test), [3, 2, 4], list(LEVELS), list(datasets),
+    c = C.prepare(lc, dc, *empirical_logit(table.n_test_correct, table.n_test), [3, 2, 4], list(LEVELS), list(datasets),
                   interactions=interactions)
     model = C.build_model(c)
     logp = model.compile_logp()
@@ -94,7 +95,7 @@ def test_gradient_matches_finite_differences():
     spec = make_spec(interactions=True)
     table, _ = M.simulate_table(spec, {"a": 1.0, "b": 0.3, "c": 0.1}, configs=15, seeds=3, trials=300, random_seed=2)
     lc, dc = C.codes(table, spec)
-    c = C.prepare(lc, dc, *C.empirical_logit(table.n_test_correct, table.n_test), [3, 2, 4], list(LEVELS), spec["datasets"],
+    c = C.prepare(lc, dc, *empirical_logit(table.n_test_correct, table.n_test), [3, 2, 4], list(LEVELS), spec["datasets"],
                   interactions=True)
     model = C.build_model(c)
     f = model.logp_dlogp_function(ravel_inputs=True)

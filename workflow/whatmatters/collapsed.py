@@ -54,7 +54,6 @@ import scipy.linalg
 import xarray as xr
 from pytensor.graph import Apply, Op
 
-from whatmatters.outcomes import empirical_logit, pooled_logit  # noqa: F401  (re-exported)
 from whatmatters.summarize import level_dim
 
 ALPHA_SD = 1.5            # as in whatmatters.model: the priors are the same on both models

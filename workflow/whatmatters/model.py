@@ -63,7 +63,8 @@ import scipy.linalg
 import xarray as xr
 
 from whatmatters import outcomes
-from whatmatters.collapsed import pooled_logit, zero_sum_basis
+from whatmatters.collapsed import zero_sum_basis
+from whatmatters.outcomes import pooled_logit
 from whatmatters.errors import WhatmattersError
 from whatmatters.io import atomic_path, provenance
 from whatmatters.summarize import ATTR_FREE, ATTR_PROVENANCE, ATTR_SPEC, level_dim, spec_of
@@ -503,13 +504,12 @@ def simulate_table(spec: dict, importance: dict[str, float], *, configs: int = 5
 
     def true_effects(f, d):         # main effects of the expected logit over the full grid
         q = diverged_fraction + np.array([divergence(f, j) for j in range(len(beta[f]))])   # per level of f
-        q_mean = diverged_fraction + sum(np.mean([divergence(g, j) for j in range(len(beta[g]))])
-                                         for g in factors if g != f)
+        others = sum(np.mean([divergence(g, j) for j in range(len(beta[g]))]) for g in factors if g != f)
         a = np.log(accuracy[d] / (1 - accuracy[d]))
         # the expectation is linear in every other factor's zero-sum effects, which average out,
         # except through q: E over the grid of q_c * e_g[c_g] is extra * e_g[j] / K_g, the same
         # for every level of f, so it drops out of f's centred effects.
-        marginal = effect[f, d] - (q + q_mean - diverged_fraction) * (a - chance + effect[f, d])
+        marginal = effect[f, d] - (q + others) * (a - chance + effect[f, d])
         return marginal - marginal.mean()
 
     truth = {

@@ -55,7 +55,7 @@ def evaluate(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, batch: in
     """
     model.eval()
     correct, loss, nonfinite = 0, 0.0, 0
-    bins = torch.zeros(3, ECE_BINS, dtype=torch.float64, device=x.device)   # count, hits, confidence
+    bins = torch.zeros(2, ECE_BINS, dtype=torch.float64, device=x.device)   # per bin: hits, sum of confidence
     for i in range(0, len(x), batch):
         logits = model(x[i:i + batch]).float()
         finite = torch.isfinite(logits).all(-1, keepdim=True)
@@ -67,9 +67,8 @@ def evaluate(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, batch: in
         correct += int(hit.sum())
         loss += float(F.cross_entropy(logits, target, reduction="sum"))
         which = (confidence * ECE_BINS).long().clamp(max=ECE_BINS - 1)
-        for row, values in enumerate((torch.ones_like(confidence), hit.float(), confidence)):
-            bins[row].index_add_(0, which, values.double())
-    count, hits, conf = bins
+        bins.index_add_(1, which, torch.stack([hit, confidence]).double())
+    hits, conf = bins
     ece = float((hits - conf).abs().sum() / len(x))   # sum_b n_b/N |acc_b - conf_b|
     return {"correct": correct, "loss": loss / len(x), "ece": ece, "nonfinite": nonfinite}
 
