@@ -33,3 +33,13 @@ def tiny_data(n=256, classes=4, shape=(1, 12), seed=0):
     shifted = x[split:] + 1.5 * torch.randn(n - split, *shape, generator=g)   # a noisier test set
     return {"x_train": x[:split], "y_train": y[:split], "x_test": x[split:], "y_test": y[split:],
             "x_shift": shifted, "y_shift": y[split:], "num_classes": classes, "input_shape": shape}
+
+
+def write_prepared(data, path):
+    """Write tiny_data() where a training job reads a prepared dataset (whatmatters.data.load)."""
+    import json
+
+    payload = {k: v for k, v in data.items() if torch.is_tensor(v)}
+    payload["meta"] = json.dumps({"spec": {"name": "tiny"}, "input_shape": list(data["input_shape"]),
+                                  "num_classes": data["num_classes"]})
+    torch.save(payload, path)

@@ -30,7 +30,7 @@ def test_registries_cover_required_levels():
         "optimizer": {"sgd", "nesterov", "adam", "adamw", "rmsprop", "lion", "signsgd"},
         "architecture": {"mlp", "cnn", "resnet", "transformer"},
         "loss": {"cross_entropy", "brier", "label_smoothing", "focal"},
-        "augmentation": {"none", "shift", "noise", "mixup"},
+        "augmentation": {"none", "shift", "flip", "crop_flip", "noise", "mixup", "cutmix", "cutout"},
         "schedule": {"constant", "step", "cosine", "warmup_cosine", "onecycle"},
         "regularization": {"none", "weight_decay", "dropout", "both"},
     }
@@ -53,9 +53,14 @@ def test_architecture_maps_inputs_to_logits(kind, shape):
 
 @pytest.mark.parametrize("kind", FACTORS["architecture"].kinds())
 def test_architecture_takes_dropout_from_regularization(kind):
+    """Every dropout is the trainer-masked kind (so stacked seeds keep their own masks)."""
+    from whatmatters.factors.architecture import Dropout
+
     model = build("architecture", kind, (1, 8, 8), 10, 0.3)
-    rates = [m.p for m in model.modules() if isinstance(m, torch.nn.Dropout)]
+    rates = [m.p for m in model.modules() if isinstance(m, Dropout)]
     assert rates and all(p == 0.3 for p in rates)
+    assert not any(isinstance(m, torch.nn.Dropout) and m.p > 0 for m in model.modules())
+    assert all(m.dropout == 0 for m in model.modules() if isinstance(m, torch.nn.MultiheadAttention))
 
 
 def test_width_and_depth_change_the_network():
@@ -246,6 +251,26 @@ def test_cutout_zeroes_one_box_per_sample():
     x = torch.ones(4, 1, 8, 8)
     out, _ = build("augmentation", "cutout", size=3)(x, torch.zeros(4, 2), torch.Generator().manual_seed(0))
     assert torch.all((out == 0).flatten(1).sum(1) == 9)
+
+
+def test_cutmix_mixes_targets_by_the_pasted_share():
+    """Sample i is constant i; after cutmix its pixels come from itself and one partner,
+    and the target weights equal the pixel shares exactly (clipped boxes included)."""
+    x = torch.arange(8, dtype=torch.float32).view(8, 1, 1, 1).expand(8, 1, 8, 8).contiguous()
+    y = F.one_hot(torch.arange(8), 8).float()
+    xm, ym = build("augmentation", "cutmix", alpha=1.0)(x, y, torch.Generator().manual_seed(0))
+    shares = torch.stack([(xm == k).flatten(1).float().mean(1) for k in range(8)], 1)   # (B, source)
+    assert torch.allclose(shares, ym, atol=1e-6)
+    assert (ym.diagonal() < 1).any()   # some boxes were pasted
+
+
+def test_flip_mirrors_whole_samples_with_probability_p():
+    x = torch.arange(5, dtype=torch.float32).expand(200, 1, 5)
+    out, _ = build("augmentation", "flip", p=0.5)(x, torch.zeros(200, 2), torch.Generator().manual_seed(0))
+    flipped = (out == x.flip(-1)).all(-1).squeeze(1)
+    assert torch.all(flipped | (out == x).all(-1).squeeze(1))   # each sample: as is, or mirrored
+    assert 70 < int(flipped.sum()) < 130
+    assert torch.equal(build("augmentation", "flip", p=1.0)(x, None, torch.Generator())[0], x.flip(-1))
 
 
 # ---- schedule -----------------------------------------------------------------------------

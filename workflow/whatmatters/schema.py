@@ -13,8 +13,8 @@ import yaml
 from whatmatters.data import DATASETS, SHIFTS
 from whatmatters.factors import FACTORS
 from whatmatters.factors.registry import REQUIRED, Registry
-from whatmatters.study import (ANALYSIS_DEFAULTS, DESIGNS, DEVICES, EXECUTION_DEFAULTS, METHODS, NAME, OUTCOMES,
-                               SAMPLERS)
+from whatmatters.study import (ANALYSIS_DEFAULTS, DESIGNS, DEVICES, EXECUTION_DEFAULTS, MEMORY_FORMATS, METHODS, NAME,
+                               OUTCOMES, PRECISIONS, SAMPLERS)
 
 _JSON_TYPES = {float: "number", int: "integer", bool: "boolean", str: "string", type(None): "null"}
 
@@ -100,7 +100,10 @@ def schema() -> dict:
             "execution": {"type": "object", "additionalProperties": False, "properties": {
                 "runs_per_job": {**positive, "default": EXECUTION_DEFAULTS["runs_per_job"]},
                 "device": {"enum": list(DEVICES), "default": EXECUTION_DEFAULTS["device"]},
-                "threads": {**positive, "default": EXECUTION_DEFAULTS["threads"]}}},
+                "threads": {**positive, "default": EXECUTION_DEFAULTS["threads"]},
+                "precision": {"enum": list(PRECISIONS), "default": EXECUTION_DEFAULTS["precision"]},
+                "memory_format": {"enum": list(MEMORY_FORMATS), "default": EXECUTION_DEFAULTS["memory_format"]},
+                "seed_batch": {"oneOf": [{"const": "auto"}, positive], "default": EXECUTION_DEFAULTS["seed_batch"]}}},
             "analysis": {"type": "object", "additionalProperties": False, "properties": {
                 "chains": {**positive, "default": ANALYSIS_DEFAULTS["chains"]},
                 "draws": {**positive, "default": ANALYSIS_DEFAULTS["draws"]},
@@ -110,7 +113,8 @@ def schema() -> dict:
                 "seed": {"type": "integer", "minimum": 0, "default": ANALYSIS_DEFAULTS["seed"]},
                 "method": {"enum": list(METHODS), "default": ANALYSIS_DEFAULTS["method"]},
                 "sampler": {"enum": list(SAMPLERS), "default": ANALYSIS_DEFAULTS["sampler"]},
-                "interactions": {"type": "boolean", "default": ANALYSIS_DEFAULTS["interactions"]}}},
+                "interactions": {"type": "boolean", "default": ANALYSIS_DEFAULTS["interactions"]},
+                "allow_missing": {"type": "boolean", "default": ANALYSIS_DEFAULTS["allow_missing"]}}},
         },
     }
 

@@ -21,11 +21,15 @@ NAME_RULE = "letters, digits, '_', '-', '.', starting with a letter or digit, at
 
 DESIGNS = ("full", "random", "one_at_a_time")
 DEVICES = ("auto", "cpu", "cuda")
-EXECUTION_DEFAULTS = {"runs_per_job": 24, "device": "auto", "threads": 1}
+PRECISIONS = ("auto", "fp32", "bf16")                      # bf16: autocast of forward and loss
+MEMORY_FORMATS = ("auto", "channels_last", "contiguous")   # layout of image tensors and weights
+EXECUTION_DEFAULTS = {"runs_per_job": 24, "device": "auto", "threads": 1, "precision": "auto",
+                      "memory_format": "auto", "seed_batch": "auto"}
 METHODS = ("collapsed", "binomial")      # which model is fitted, see whatmatters.model
 SAMPLERS = ("auto", "nutpie", "pymc")     # NUTS implementation; auto lets the fit choose
 ANALYSIS_DEFAULTS = {"chains": 2, "draws": 1000, "tune": 1000, "target_accept": 0.9, "seed": 1,
-                     "method": "collapsed", "sampler": "auto", "interactions": False}
+                     "method": "collapsed", "sampler": "auto", "interactions": False,
+                     "allow_missing": False}  # fit without runs whose training failed (named in the logs)
 # A claim is a chain of factor names joined by '>', most important first.
 CLAIM_FACTOR = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
@@ -47,9 +51,14 @@ def _mapping(where: str, value, required: tuple = (), optional: tuple = ()) -> d
 
 
 def _name(where: str, value) -> str:
-    if not isinstance(value, str) or not NAME.match(value):
+    if not isinstance(value, str) or not NAME.fullmatch(value):   # fullmatch: '$' would let "a\n" through
         raise StudyError(f"{where}: invalid name {value!r}; names may use {NAME_RULE}")
     return value
+
+
+def _auto_or_positive_int(where: str, value) -> None:
+    if value != "auto" and not (_is_int(value) and value >= 1):
+        raise StudyError(f"{where}: expected 'auto' or an integer >= 1, got {value!r}")
 
 
 def _positive_int(where: str, value, minimum: int = 1) -> int:
@@ -60,7 +69,7 @@ def _positive_int(where: str, value, minimum: int = 1) -> int:
 
 def _list(where: str, value, nonempty: bool = True) -> list:
     if not isinstance(value, list) or (nonempty and not value):
-        raise StudyError(f"{where}: expected a non-empty list, got {value!r}")
+        raise StudyError(f"{where}: expected a {'non-empty ' if nonempty else ''}list, got {value!r}")
     return value
 
 
@@ -70,6 +79,43 @@ def _unique_names(where: str, items: list[dict]) -> None:
         if item["name"] in seen:
             raise StudyError(f"{where}: duplicate name {item['name']!r}; names must be unique")
         seen.add(item["name"])
+
+
+# The registries give each setting's type; these give its range, so that a value no level
+# can train with is refused here, not by a crash mid-study. Keyed by setting, or by
+# (factor, setting) where a name means different things in different factors.
+def _range(ok, expected: str):
+    return lambda v: None if ok(v) else expected
+
+
+_ABOVE_0, _AT_LEAST_0 = _range(lambda v: v > 0, "a number > 0"), _range(lambda v: v >= 0, "a number >= 0")
+_FRACTION = _range(lambda v: 0 <= v < 1, "a number in [0, 1)")
+_COUNT, _COUNT_0 = _range(lambda v: v >= 1, "an integer >= 1"), _range(lambda v: v >= 0, "an integer >= 0")
+GAINS = ("linear", "sigmoid", "tanh", "relu", "leaky_relu", "selu")   # torch.nn.init.calculate_gain's
+SETTING_RANGES = {
+    "lr": _ABOVE_0, "eps": _ABOVE_0, "gain": _ABOVE_0, "std": _AT_LEAST_0, "momentum": _FRACTION,
+    "beta1": _FRACTION, "beta2": _FRACTION, ("optimizer", "alpha"): _FRACTION, "alpha": _ABOVE_0,
+    "width": _COUNT, "depth": _COUNT, "dim": _COUNT, "heads": _COUNT, "size": _COUNT, "batch_size": _COUNT,
+    "patch": _range(lambda v: v is None or v >= 1, "null or an integer >= 1"),
+    "smoothing": _FRACTION, "gamma": _AT_LEAST_0, ("schedule", "gamma"): _ABOVE_0, "beta": _AT_LEAST_0,
+    "max_shift": _COUNT_0, "drops": _COUNT_0, "p": _FRACTION,
+    ("augmentation", "p"): _range(lambda v: 0 <= v <= 1, "a number in [0, 1]"),
+    "warmup": _FRACTION, "weight_decay": _AT_LEAST_0,
+    "gain_nonlinearity": _range(lambda v: v in GAINS, f"one of {', '.join(GAINS)}"),
+    "num_samples": _range(lambda v: v >= 20, "an integer >= 20"),
+    "test_fraction": _range(lambda v: 0 < v < 1, "a number between 0 and 1"), "seed": _COUNT_0,
+}
+
+
+def _check_ranges(where: str, factor: str, kind: str, settings: dict) -> None:
+    for key, value in settings.items():
+        check = SETTING_RANGES.get((factor, key)) or SETTING_RANGES.get(key)
+        expected = check(value) if check else None
+        if expected:
+            raise StudyError(f"{where}.{key}: expected {expected}, got {value!r}")
+    if kind == "transformer" and settings["dim"] % settings["heads"]:
+        raise StudyError(f"{where}.heads: {settings['heads']} heads do not divide dim {settings['dim']}; "
+                         "choose heads that divide dim")
 
 
 def _level(where: str, registry, raw) -> dict:
@@ -86,6 +132,7 @@ def _level(where: str, registry, raw) -> dict:
             f"valid kinds: {', '.join(registry.kinds())}")
     given = {k: v for k, v in raw.items() if k not in ("name", "kind")}
     settings = registry.resolve(f"{where} ({name})", raw["kind"], given)
+    _check_ranges(f"{where} ({name})", registry.factor, raw["kind"], settings)
     return {"name": name, "kind": raw["kind"], "settings": settings}
 
 
@@ -193,9 +240,12 @@ def _design(raw) -> dict:
 
 
 def _seeds(raw) -> list[int]:
+    if not _is_int(raw) and not (isinstance(raw, list) and raw) or _is_int(raw) and raw < 1:
+        raise StudyError(f"seeds: expected an integer >= 1 (a count) or a list of distinct integers >= 0, "
+                         f"got {raw!r}")
     if _is_int(raw):
-        return list(range(_positive_int("seeds", raw)))
-    seeds = _list("seeds", raw)
+        return list(range(raw))
+    seeds = raw
     for s in seeds:
         _positive_int("seeds[]", s, minimum=0)
     if len(set(seeds)) != len(seeds):
@@ -205,7 +255,7 @@ def _seeds(raw) -> list[int]:
 
 def _outcomes(raw) -> list[str]:
     for o in _list("outcomes", raw):
-        if o not in OUTCOMES:
+        if not isinstance(o, str) or o not in OUTCOMES:
             raise StudyError(f"outcomes: unknown outcome {o!r}; valid outcomes: {', '.join(OUTCOMES)}")
     if len(set(raw)) != len(raw):
         raise StudyError(f"outcomes: duplicate outcomes in {raw}")
@@ -236,7 +286,7 @@ def _claim(where: str, claim) -> list[str]:
                          f"e.g. 'init > optimizer'")
     factors = [part.strip() for part in claim.split(">")]
     for part in factors:
-        if not CLAIM_FACTOR.match(part):
+        if not CLAIM_FACTOR.fullmatch(part):
             raise StudyError(f"{where}: cannot read {claim!r} (at {part!r}); expected {example}")
     return factors
 
@@ -262,7 +312,7 @@ def _hypotheses(raw, varied: list[str]) -> list[dict]:
 
 
 def _section(where: str, raw, defaults: dict, checks: dict) -> dict:
-    raw = _mapping(where, raw or {}, optional=tuple(defaults))
+    raw = _mapping(where, {} if raw is None else raw, optional=tuple(defaults))
     out = {**defaults, **raw}
     for key, check in checks.items():
         check(f"{where}.{key}", out[key])
@@ -304,7 +354,8 @@ def load_study(config: dict[str, Any]) -> dict:
     analysis = _section("analysis", config.get("analysis"), ANALYSIS_DEFAULTS, {
         "chains": _positive_int, "draws": _positive_int, "tune": _positive_int,
         "target_accept": _fraction, "seed": lambda w, v: _positive_int(w, v, minimum=0),
-        "method": _one_of(METHODS), "sampler": _one_of(SAMPLERS), "interactions": _boolean})
+        "method": _one_of(METHODS), "sampler": _one_of(SAMPLERS), "interactions": _boolean,
+        "allow_missing": _boolean})
     if analysis["interactions"] and analysis["method"] != "collapsed":
         raise StudyError("analysis.interactions: true needs analysis.method: collapsed; "
                          "the binomial model has main effects only")
@@ -322,6 +373,8 @@ def load_study(config: dict[str, Any]) -> dict:
         "outcomes": outcomes,
         "hypotheses": _hypotheses(config.get("hypotheses", []), varied),
         "execution": _section("execution", config.get("execution"), EXECUTION_DEFAULTS, {
-            "runs_per_job": _positive_int, "device": _one_of(DEVICES), "threads": _positive_int}),
+            "runs_per_job": _positive_int, "device": _one_of(DEVICES), "threads": _positive_int,
+            "precision": _one_of(PRECISIONS), "memory_format": _one_of(MEMORY_FORMATS),
+            "seed_batch": _auto_or_positive_int}),
         "analysis": analysis,
     }

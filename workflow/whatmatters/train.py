@@ -8,18 +8,25 @@ reusing a stored run whose key (everything that determines it) is unchanged.
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import json
 import math
+import os
 import time
+import traceback
 from pathlib import Path
 
 import numpy as np
 import torch
 import torch.nn.functional as F
+from torch import nn
+from torch.func import functional_call, stack_module_state, vmap
 
 from whatmatters import data as datasets
+from whatmatters.errors import WhatmattersError
 from whatmatters.factors import FACTORS
+from whatmatters.factors.architecture import Dropout
 from whatmatters.io import provenance, write_json
 
 STREAMS = ("init", "order", "augment", "dropout")
@@ -36,6 +43,11 @@ def seed_streams(seed: int) -> dict[str, int]:
 def resolve_device(name: str) -> torch.device:
     if name == "auto":
         name = "cuda" if torch.cuda.is_available() else "cpu"
+    if name == "cuda" and not torch.cuda.is_available():
+        raise WhatmattersError(
+            "execution.device: cuda, but this job sees no CUDA device "
+            f"(CUDA_VISIBLE_DEVICES={os.environ.get('CUDA_VISIBLE_DEVICES', 'unset')}, torch {torch.__version__}, "
+            f"built for CUDA {torch.version.cuda}); run it on a GPU node or set execution.device: auto")
     return torch.device(name)
 
 
@@ -73,72 +85,198 @@ def evaluate(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, batch: in
     return {"correct": correct, "loss": loss / len(x), "ece": ece, "nonfinite": nonfinite}
 
 
-def train_run(data: dict, levels: dict[str, dict], seed: int, epochs: int) -> dict:
-    """Train one config (levels: factor -> {name, kind, settings}) for `epochs` on `data`
-    (a prepared dataset, tensors already on the training device). Returns the run's
-    measured outcomes; a loss that turns NaN/inf stops training and is recorded as
-    status 'diverged' with whatever accuracy the network then has."""
+class Replicas:
+    """S networks of one config, one per seed, trained in lockstep.
+
+    S = 1 is the plain module. S > 1 stacks the S networks' weights into (S, ...) leaves
+    (torch.func.stack_module_state) and runs them as one model with vmap over a
+    functional call: one kernel launch serves every seed. Each network keeps its own
+    init, data order, augmentation and dropout masks; the optimizers of this project are
+    elementwise, so one optimizer over the stacked leaves updates each seed exactly as
+    its own optimizer would.
+    """
+
+    def __init__(self, models: list[nn.Module], layout: torch.memory_format = torch.contiguous_format):
+        self.models, self.stacked, self.layout = models, len(models) > 1, layout
+        if self.stacked:
+            self.params, self.buffers = stack_module_state(models)
+            self.base = copy.deepcopy(models[0]).to("meta")
+        else:
+            self.params = dict(models[0].named_parameters())
+            self.buffers = dict(models[0].named_buffers())
+        self.dropouts = {name: m for name, m in models[0].named_modules() if isinstance(m, Dropout) and m.p > 0}
+
+    def losses(self, x: torch.Tensor, target: torch.Tensor, loss_fn, masks: dict) -> torch.Tensor:
+        """Per-seed training losses (S,) for batches x (S, B, ...) and targets (S, B, C)."""
+        if not self.stacked:
+            for name, m in self.dropouts.items():
+                m.mask = masks[name][0]
+            x = x[0].contiguous(memory_format=self.layout) if x.ndim == 5 else x[0]
+            return loss_fn(self.models[0](x), target[0])[None]
+        state = {**self.params, **self.buffers, **{f"{name}.mask": mask for name, mask in masks.items()}}
+
+        def one(state, x, target):
+            return loss_fn(functional_call(self.base, state, (x,)), target)
+
+        return vmap(one, randomness="error")(state, x, target)
+
+    def mask_shapes(self, example: torch.Tensor) -> dict[str, tuple]:
+        """Shape of each dropout layer's input for a batch like `example` (B, ...)."""
+        shapes, model = {}, self.models[0]
+
+        def record(name):
+            def hook(module, args):
+                shapes[name] = tuple(args[0].shape)
+            return hook
+
+        hooks = [m.register_forward_pre_hook(record(name)) for name, m in self.dropouts.items()]
+        with torch.no_grad():
+            model.eval()      # eval: the probe must not touch batch-norm statistics
+            model(example)
+            model.train()
+        for h in hooks:
+            h.remove()
+        return shapes
+
+    def snapshot(self) -> tuple[list, list]:
+        return ([p.detach().clone() for p in self.params.values()],
+                [b.clone() for b in self.buffers.values()])
+
+    @torch.no_grad()
+    def keep(self, snapshot, params_alive: torch.Tensor, buffers_alive: torch.Tensor) -> None:
+        """Undo the last step for seeds that are not alive: a diverged run keeps the state it
+        had when its loss first stopped being finite, as if it had stopped training there."""
+        for tensors, before, alive in ((self.params.values(), snapshot[0], params_alive),
+                                       (self.buffers.values(), snapshot[1], buffers_alive)):
+            for t, b in zip(tensors, before):
+                keep = alive.view(-1, *[1] * (t.ndim - 1)) if self.stacked else alive[0]
+                t.copy_(torch.where(keep, t, b))
+
+    @torch.no_grad()
+    def unstack(self) -> list[nn.Module]:
+        """The S trained networks as ordinary modules (for evaluation)."""
+        if self.stacked:
+            for s, model in enumerate(self.models):
+                for name, t in [*model.named_parameters(), *model.named_buffers()]:
+                    if name in self.params or name in self.buffers:
+                        t.copy_({**self.params, **self.buffers}[name][s])
+        for m in self.dropouts.values():
+            m.mask = None
+        return self.models
+
+
+def train_runs(data: dict, levels: dict[str, dict], seeds: list[int], epochs: int, *,
+               precision: str = "fp32", channels_last: bool = False) -> list[dict]:
+    """Train one config (levels: factor -> {name, kind, settings}) with each of `seeds` for
+    `epochs` on `data` (a prepared dataset, tensors already on the training device), all
+    seeds together when there are several (see Replicas). Returns one record per seed.
+
+    precision: fp32, or bf16 (autocast of forward and loss; weights and optimizer stay
+    fp32). channels_last: image tensors and weights in NHWC layout (single seeds only).
+    A loss that turns NaN/inf stops that seed's training, recorded as status 'diverged'
+    with whatever accuracy the network then has; other seeds go on.
+    """
     start = time.perf_counter()
-    streams = seed_streams(seed)
+    S, streams = len(seeds), [seed_streams(seed) for seed in seeds]
     x_train, y_train = data["x_train"], data["y_train"]
     device = x_train.device
     build = {f: (lambda f: lambda *args: FACTORS[f].build(levels[f]["kind"], levels[f]["settings"], *args))(f)
              for f in FACTORS}
+    layout = torch.channels_last if channels_last and S == 1 and x_train.ndim == 4 else torch.contiguous_format
 
-    # Model: architecture with the regularizer's dropout, then the init scheme.
+    # Models: architecture with the regularizer's dropout, then the init scheme, per seed.
     reg = build["regularization"]()
-    torch.manual_seed(streams["init"])  # layers' default init draws from the global RNG
-    model = build["architecture"](data["input_shape"], data["num_classes"], reg.dropout)
-    build["init"](model, torch.Generator().manual_seed(streams["init"]))
-    model.to(device)
+    models = []
+    for st in streams:
+        torch.manual_seed(st["init"])  # layers' default init draws from the global RNG
+        model = build["architecture"](data["input_shape"], data["num_classes"], reg.dropout)
+        build["init"](model, torch.Generator().manual_seed(st["init"]))
+        models.append(model.to(device, memory_format=layout).train())
+    nets = Replicas(models, layout)
 
     # Training strategy: optimizer (with the regularizer's weight decay), batch size, schedule.
-    optimizer = build["optimizer"](model.parameters(), reg.weight_decay)
+    optimizer = build["optimizer"](nets.params.values(), reg.weight_decay)
     batch_size = levels["schedule"]["settings"]["batch_size"]
     n = len(x_train)
     steps_per_epoch = max(1, n // batch_size)  # drop the ragged last batch (batch norm needs >1)
     total_steps = epochs * steps_per_epoch
     scheduler = build["schedule"](optimizer, total_steps)
     loss_fn, augment = build["loss"](), build["augmentation"]()
+    autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=precision == "bf16")
 
-    order = torch.Generator().manual_seed(streams["order"])
-    aug_generator = torch.Generator(device=device).manual_seed(streams["augment"])
-    torch.manual_seed(streams["dropout"])  # dropout masks come from the global RNG
+    order = [torch.Generator().manual_seed(st["order"]) for st in streams]
+    augment_rng = [torch.Generator(device=device).manual_seed(st["augment"]) for st in streams]
+    dropout_rng = [torch.Generator(device=device).manual_seed(st["dropout"]) for st in streams]
+    mask_shapes = nets.mask_shapes(x_train[:batch_size]) if nets.dropouts else {}
     targets = F.one_hot(y_train, data["num_classes"]).float()  # (N, C)
 
-    status, diverged_at, step = "ok", None, 0
-    epoch_loss = torch.zeros((), device=device)
-    model.train()
+    # Per seed, on the device (no host sync per step): alive, step it diverged at, epoch loss.
+    alive = torch.ones(S, dtype=torch.bool, device=device)
+    diverged_at = torch.full((S,), -1, dtype=torch.long, device=device)
+    epoch_loss = torch.zeros(S, device=device)
+    step = 0
     for _ in range(epochs):
-        perm = torch.randperm(n, generator=order).to(device)
+        perms = torch.stack([torch.randperm(n, generator=g) for g in order]).to(device)  # (S, N)
         epoch_loss.zero_()
         for i in range(steps_per_epoch):
-            idx = perm[i * batch_size:(i + 1) * batch_size]
-            xb, yb = augment(x_train[idx], targets[idx], aug_generator)
-            loss = loss_fn(model(xb), yb)
-            if not torch.isfinite(loss):
-                status, diverged_at = "diverged", step
-                break
+            idx = perms[:, i * batch_size:(i + 1) * batch_size]  # (S, B)
+            xb, tb = x_train[idx], targets[idx]                  # (S, B, ...), one gather
+            pairs = [augment(xb[s], tb[s], augment_rng[s]) for s in range(S)]
+            xb, tb = torch.stack([p[0] for p in pairs]), torch.stack([p[1] for p in pairs])
+            masks = {name: torch.stack([_dropout_mask(shape, nets.dropouts[name].p, g) for g in dropout_rng])
+                     for name, shape in mask_shapes.items()}
+            before = nets.snapshot()
+            with autocast:
+                losses = nets.losses(xb, tb, loss_fn, masks).float()
+            finite = torch.isfinite(losses)
             optimizer.zero_grad(set_to_none=True)
-            loss.backward()
+            losses.sum().backward()   # seeds are independent: each leaf slice gets its own gradient
             optimizer.step()
             scheduler.step()
-            epoch_loss += loss.detach()
+            now_alive = alive & finite
+            # A seed whose loss is not finite stops before this update (its batch-norm
+            # statistics keep this forward pass, as a lone run's would).
+            nets.keep(before, now_alive, alive)
+            diverged_at = torch.where(alive & ~finite, step, diverged_at)
+            epoch_loss += torch.where(now_alive, losses.detach(), 0.0)
+            alive = now_alive
             step += 1
-        if status == "diverged":
+        if not bool(alive.any()):   # one host sync per epoch
             break
 
     # Evaluation on the full train, test and shifted-test sets, no augmentation, eval mode.
-    train = evaluate(model, x_train, y_train)
-    test = evaluate(model, data["x_test"], data["y_test"])
-    if status == "ok" and (train["nonfinite"] or test["nonfinite"] or not math.isfinite(test["loss"])):
-        status, diverged_at = "diverged", step  # the last update blew up
-    n_test = len(data["y_test"])
-    shifted = {}
-    if "x_shift" in data:
-        s = evaluate(model, data["x_shift"], data["y_shift"])
-        shifted = {"shifted_accuracy": s["correct"] / len(data["y_shift"]), "n_shift": len(data["y_shift"]),
-                   "n_shift_correct": s["correct"]}
+    diverged_at = diverged_at.tolist()
+    records = []
+    for s, model in enumerate(nets.unstack()):
+        model.eval()
+        with autocast:
+            train = evaluate(model, x_train, y_train)
+            test = evaluate(model, data["x_test"], data["y_test"])
+            shift = evaluate(model, data["x_shift"], data["y_shift"]) if "x_shift" in data else None
+        status, at = ("diverged", diverged_at[s]) if diverged_at[s] >= 0 else ("ok", None)
+        steps = total_steps if at is None else at
+        if status == "ok" and (train["nonfinite"] or test["nonfinite"] or not math.isfinite(test["loss"])):
+            status, at = "diverged", steps  # the last update blew up
+        records.append(_record(data, streams[s], status, at, steps, total_steps, train, test, shift,
+                               float(epoch_loss[s]) / steps_per_epoch))
+    seconds = time.perf_counter() - start
+    for r in records:
+        r["train_seconds"] = seconds / S   # the group's time, shared equally
+        r["execution"] = {"seed_batch": S, "precision": precision,
+                          "memory_format": "channels_last" if layout is torch.channels_last else "contiguous"}
+    return records
+
+
+def _dropout_mask(shape: tuple, p: float, generator: torch.Generator) -> torch.Tensor:
+    """Keep-mask of `shape`, scaled by 1/(1-p), from one run's dropout stream."""
+    return (torch.rand(shape, device=generator.device, generator=generator) >= p).float() / (1 - p)
+
+
+def _record(data, streams, status, diverged_at, steps, total_steps, train, test, shift, objective) -> dict:
+    n, n_test = len(data["y_train"]), len(data["y_test"])
+    shifted = {} if shift is None else {
+        "shifted_accuracy": shift["correct"] / len(data["y_shift"]), "n_shift": len(data["y_shift"]),
+        "n_shift_correct": shift["correct"]}
     return {
         "status": status,
         "test_accuracy": test["correct"] / n_test,
@@ -152,13 +290,22 @@ def train_run(data: dict, levels: dict[str, dict], seed: int, epochs: int) -> di
         "n_train_correct": train["correct"],
         **shifted,
         # the optimised objective (whatever the loss factor is), mean over the last epoch
-        "train_objective": float(epoch_loss) / steps_per_epoch if status == "ok" else float("nan"),
-        "steps": step,
+        "train_objective": objective if status == "ok" else float("nan"),
+        "steps": steps,
         "total_steps": total_steps,
         "diverged_at_step": diverged_at,
-        "train_seconds": time.perf_counter() - start,
         "streams": streams,
     }
+
+
+def train_run(data: dict, levels: dict[str, dict], seed: int, epochs: int, **execution) -> dict:
+    """Train one config with one seed (see train_runs)."""
+    return train_runs(data, levels, [seed], epochs, **execution)[0]
+
+
+def batchable(levels: dict[str, dict]) -> bool:
+    """Whether a config's seeds can train stacked: every level's kind allows it."""
+    return all(FACTORS[f].kind(lv["kind"]).batchable for f, lv in levels.items())
 
 
 def code_fingerprint() -> str:
@@ -171,10 +318,33 @@ def code_fingerprint() -> str:
     return h.hexdigest()[:16]
 
 
-def run_key(dataset: dict, levels: dict, seed: int, fingerprint: str) -> str:
-    """What determines a run's result; a stored run is reused only if its key matches."""
-    payload = {"dataset": dataset, "levels": levels, "seed": seed, "code": fingerprint}
+def run_key(dataset: dict, levels: dict, seed: int, fingerprint: str, precision: str = "fp32") -> str:
+    """What determines a run's result; a stored run is reused only if its key matches.
+    (How many seeds trained beside it does not: stacking changes results only by
+    floating-point rounding, see train_runs.)"""
+    payload = {"dataset": dataset, "levels": levels, "seed": seed, "code": fingerprint, "precision": precision}
     return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:20]
+
+
+def resolve_execution(execution: dict, device: torch.device, n_seeds: int) -> dict:
+    """The study's `execution` choices made concrete for this device.
+
+    precision auto: bf16 autocast on a GPU that supports it, else fp32. memory_format auto:
+    channels_last on a GPU (it applies to image data and single seeds). seed_batch auto:
+    every seed of a config together on a GPU, one at a time on a CPU (no faster there,
+    see docs/benchmarks.md).
+    """
+    cuda = device.type == "cuda"
+    precision = execution.get("precision", "auto")
+    if precision == "auto":
+        precision = "bf16" if cuda and torch.cuda.is_bf16_supported() else "fp32"
+    layout = execution.get("memory_format", "auto")
+    if layout == "auto":
+        layout = "channels_last" if cuda else "contiguous"
+    seed_batch = execution.get("seed_batch", "auto")
+    if seed_batch == "auto":
+        seed_batch = n_seeds if cuda else 1
+    return {"precision": precision, "channels_last": layout == "channels_last", "seed_batch": seed_batch}
 
 
 def _stored(path: Path, key: str) -> dict | None:
@@ -184,6 +354,38 @@ def _stored(path: Path, key: str) -> dict | None:
     except (OSError, ValueError):
         return None
     return record if record.get("key") == key else None
+
+
+class RunsFailed(WhatmattersError):
+    """Some of a job's runs raised; the others were trained and stored (tracebacks in the log)."""
+
+
+def _train_group(data: dict, levels: dict, seeds: list[int], epochs: int, execution: dict) -> list[dict]:
+    """train_runs, falling back to one seed at a time when the stacked seeds do not fit in
+    the device's memory."""
+    try:
+        return train_runs(data, levels, seeds, epochs, **execution)
+    except torch.OutOfMemoryError:
+        if len(seeds) == 1:
+            raise
+        if torch.cuda.is_available():
+            torch.cuda.empty_cache()
+        return [r for seed in seeds for r in train_runs(data, levels, [seed], epochs, **execution)]
+
+
+def run_store(spec: dict, run_dir: str, fingerprint: str, precision: str) -> tuple[dict, list]:
+    """A job's runs split into those stored with their current key, {(config_id, seed):
+    record}, which a (re)run reuses, and those it must train, [(config, seed, key)]."""
+    stored, todo = {}, []
+    for config in spec["configs"]:
+        for seed in spec["seeds"]:
+            key = run_key(spec["dataset"], config["levels"], seed, fingerprint, precision)
+            record = _stored(Path(run_dir) / config["config_id"] / f"{seed}.json", key)
+            if record is None:
+                todo.append((config, seed, key))
+            else:
+                stored[config["config_id"], seed] = record
+    return stored, todo
 
 
 def train_job(spec: dict, data_path: str, run_dir: str, out_path: str, threads: int = 1,
@@ -206,26 +408,43 @@ def train_job(spec: dict, data_path: str, run_dir: str, out_path: str, threads: 
     base = provenance(device=str(device), threads=threads, code_fingerprint=fingerprint)
     ready = time.time()
 
-    records, trained, train_seconds = [], 0, 0.0
-    for config in spec["configs"]:
-        for seed in spec["seeds"]:
-            path = Path(run_dir) / config["config_id"] / f"{seed}.json"
-            key = run_key(dataset, config["levels"], seed, fingerprint)
-            record = _stored(path, key)
-            if record is None:
+    execution = resolve_execution(spec["execution"], device, len(spec["seeds"]))
+    seed_batch = execution.pop("seed_batch")
+    stored, todo = run_store(spec, run_dir, fingerprint, execution["precision"])
+
+    trained, train_seconds, failed = 0, 0.0, {}   # failed: config_id -> (seeds, first error)
+    by_config = {}
+    for config, seed, key in todo:
+        by_config.setdefault(config["config_id"], (config, []))[1].append((seed, key))
+    for config, seeds in by_config.values():
+        size = seed_batch if batchable(config["levels"]) else 1   # else: one at a time
+        for i in range(0, len(seeds), size):
+            group = seeds[i:i + size]
+            try:
+                results = _train_group(data, config["levels"], [seed for seed, _ in group], epochs, execution)
+            except Exception as e:   # a crash (bug, OOM): the job's other runs still train
+                traceback.print_exc()
+                seeds_failed, _ = failed.setdefault(config["config_id"], ([], f"{type(e).__name__}: {e}"))
+                seeds_failed += [seed for seed, _ in group]
+                continue
+            for (seed, key), result in zip(group, results):
                 record = {
                     "run_id": f"{dataset['name']}-{config['config_id']}-{seed}",
                     "dataset": dataset["name"], "config_id": config["config_id"], "seed": seed,
                     "levels": {f: lv["name"] for f, lv in config["levels"].items()},
-                    **train_run(data, config["levels"], seed, epochs),
+                    **result,
                     "key": key,
                     "settings": {"dataset": dataset, "levels": config["levels"]},
                     "provenance": base,
                 }
-                write_json(path, record)
+                write_json(Path(run_dir) / config["config_id"] / f"{seed}.json", record)
+                stored[config["config_id"], seed] = record
                 trained += 1
                 train_seconds += record["train_seconds"]
-            records.append(record)
+    if failed:
+        raise RunsFailed("training raised for config " + "; ".join(
+            f"{c} seeds {seeds} ({error})" for c, (seeds, error) in failed.items()) + "; the job's other runs are stored")
+    records = [stored[config["config_id"], seed] for config in spec["configs"] for seed in spec["seeds"]]
 
     manifest = {
         "dataset": dataset["name"],

@@ -11,11 +11,29 @@ from __future__ import annotations
 import math
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from whatmatters.factors.registry import Registry
 
 ARCHITECTURES = Registry("architecture")
+
+
+class Dropout(nn.Module):
+    """Dropout whose mask the trainer draws from the run's own dropout stream and sets
+    (buffer `mask`, already scaled by 1/(1-p)) before each training step, so a run's masks
+    are the same whether it trains alone or stacked with other seeds (whatmatters.train).
+    With no mask set it is ordinary dropout; in eval mode, or with p = 0, the identity."""
+
+    def __init__(self, p: float):
+        super().__init__()
+        self.p = p
+        self.register_buffer("mask", None, persistent=False)
+
+    def forward(self, x):
+        if not self.training or self.p == 0:
+            return x
+        return F.dropout(x, self.p, training=True) if self.mask is None else x * self.mask
 
 
 def _layers(spatial_dims: int):
@@ -33,7 +51,7 @@ def mlp(input_shape: tuple, num_classes: int, dropout: float, *, width: int = 12
     layers: list[nn.Module] = [nn.Flatten()]
     fan_in = math.prod(input_shape)
     for _ in range(depth):
-        layers += [nn.Linear(fan_in, width), nn.ReLU(), nn.Dropout(dropout)]
+        layers += [nn.Linear(fan_in, width), nn.ReLU(), Dropout(dropout)]
         fan_in = width
     layers.append(nn.Linear(fan_in, num_classes))
     return nn.Sequential(*layers)
@@ -53,7 +71,7 @@ def cnn(input_shape: tuple, num_classes: int, dropout: float, *, width: int = 32
             layers.append(maxpool(2))
             size //= 2
         channels = out
-    layers += [gap(1), nn.Flatten(), nn.Dropout(dropout), nn.Linear(channels, num_classes)]
+    layers += [gap(1), nn.Flatten(), Dropout(dropout), nn.Linear(channels, num_classes)]
     return nn.Sequential(*layers)
 
 
@@ -87,7 +105,7 @@ def resnet(input_shape: tuple, num_classes: int, dropout: float, *, width: int =
         out = width * 2 ** min(i, 3)
         layers.append(_Block(conv, norm, channels, out, stride))
         channels, size = out, size // stride
-    layers += [gap(1), nn.Flatten(), nn.Dropout(dropout), nn.Linear(channels, num_classes)]
+    layers += [gap(1), nn.Flatten(), Dropout(dropout), nn.Linear(channels, num_classes)]
     return nn.Sequential(*layers)
 
 
@@ -100,6 +118,10 @@ class _PatchTransformer(nn.Module):
         self.position = nn.Parameter(torch.randn(1, tokens, dim) * 0.02)
         layer = nn.TransformerEncoderLayer(
             dim, heads, dim_feedforward=2 * dim, dropout=dropout, batch_first=True, norm_first=True)
+        # Dropout on hidden units (residual branches, feed-forward) with trainer-drawn masks;
+        # none on attention weights (drawn inside the attention kernel, out of the run's stream).
+        layer.dropout, layer.dropout1, layer.dropout2 = Dropout(dropout), Dropout(dropout), Dropout(dropout)
+        layer.self_attn.dropout = 0.0
         self.encoder = nn.TransformerEncoder(layer, depth, enable_nested_tensor=False)
         self.norm = nn.LayerNorm(dim)
         self.head = nn.Linear(dim, num_classes)

@@ -65,6 +65,19 @@ def noise(*, std: float = 0.1) -> Augment:
     return augment
 
 
+def _beta(alpha: float, n: int, device, generator: torch.Generator) -> torch.Tensor:
+    """n draws from Beta(alpha, alpha) as a ratio of Gammas (torch's Beta sampler takes no
+    generator)."""
+    g1 = torch._standard_gamma(torch.full((n,), alpha, device=device), generator=generator)
+    g2 = torch._standard_gamma(torch.full((n,), alpha, device=device), generator=generator)
+    return g1 / (g1 + g2)
+
+
+def _per_sample(values: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+    """(B,) values shaped to broadcast against x (B, ...)."""
+    return values.view(-1, *[1] * (x.ndim - 1))
+
+
 @AUGMENTATIONS.register("mixup")
 def mixup(*, alpha: float = 0.2) -> Augment:
     """Mixup (Zhang et al. 2018): convex combinations of sample pairs and of their targets,
@@ -72,15 +85,59 @@ def mixup(*, alpha: float = 0.2) -> Augment:
 
     def augment(x, target, generator):
         b = x.shape[0]
-        # Beta(a, a) as a ratio of Gammas; torch's Beta sampler takes no generator.
-        g1 = torch._standard_gamma(torch.full((b,), alpha, device=x.device), generator=generator)
-        g2 = torch._standard_gamma(torch.full((b,), alpha, device=x.device), generator=generator)
-        lam = g1 / (g1 + g2)  # (B,)
+        lam = _beta(alpha, b, x.device, generator)  # (B,)
         perm = torch.randperm(b, device=x.device, generator=generator)
-        lam_x = lam.view(b, *[1] * (x.ndim - 1))
+        lam_x = _per_sample(lam, x)
         return lam_x * x + (1 - lam_x) * x[perm], lam[:, None] * target + (1 - lam[:, None]) * target[perm]
 
     return augment
+
+
+@AUGMENTATIONS.register("cutmix")
+def cutmix(*, alpha: float = 1.0) -> Augment:
+    """CutMix (Yun et al. 2019): paste a random box from another sample of the batch into
+    each sample, its size from Beta(alpha, alpha); targets mix by the pasted share."""
+
+    def augment(x, target, generator):
+        b, spatial = x.shape[0], x.shape[2:]
+        lam = _beta(alpha, b, x.device, generator)
+        perm = torch.randperm(b, device=x.device, generator=generator)
+        side = (1 - lam) ** (1 / len(spatial))  # box side as a share of each axis: area 1 - lam
+        box = torch.ones_like(x[:, :1])  # (B, 1, *spatial): 1 inside the pasted box
+        for dim, n in enumerate(spatial, start=2):
+            cut = (side * n).round()
+            centre = torch.randint(0, n, (b,), device=x.device, generator=generator)
+            start = (centre - cut / 2).clamp(min=0)
+            end = (centre + cut / 2).clamp(max=n)
+            pos = torch.arange(n, device=x.device)
+            inside = (pos >= start[:, None]) & (pos < end[:, None])  # (B, n)
+            shape = [b] + [1] * (x.ndim - 1)
+            shape[dim] = n
+            box = box * inside.view(shape)
+        share = box.flatten(1).mean(1)  # the box actually pasted, after clipping at the edges
+        return x * (1 - box) + x[perm] * box, (1 - share[:, None]) * target + share[:, None] * target[perm]
+
+    return augment
+
+
+@AUGMENTATIONS.register("flip")
+def flip(*, p: float = 0.5) -> Augment:
+    """Mirror each sample along its last axis with probability `p` (a horizontal flip for
+    images, time reversal for signals)."""
+
+    def augment(x, target, generator):
+        mirrored = torch.rand(x.shape[0], device=x.device, generator=generator) < p
+        return torch.where(_per_sample(mirrored, x), x.flip(-1), x), target
+
+    return augment
+
+
+@AUGMENTATIONS.register("crop_flip")
+def crop_flip(*, max_shift: int = 4, p: float = 0.5) -> Augment:
+    """The standard CIFAR recipe: pad-and-crop translation by up to `max_shift`, then a
+    flip with probability `p`."""
+    crop, mirror = shift(max_shift=max_shift), flip(p=p)
+    return lambda x, target, generator: mirror(*crop(x, target, generator), generator)
 
 
 @AUGMENTATIONS.register("cutout")

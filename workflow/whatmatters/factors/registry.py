@@ -33,6 +33,7 @@ class Kind:
     build: Callable
     settings: dict[str, Setting]
     doc: str
+    batchable: bool = True  # several seeds can train as one stacked model (whatmatters.train)
 
 
 def _accepted_types(annotation) -> tuple[type, ...]:
@@ -65,7 +66,11 @@ class Registry:
         self.common = {s.name: s for s in common}
         self._kinds: dict[str, Kind] = {}
 
-    def register(self, name: str):
+    def register(self, name: str, *, batchable: bool = True):
+        """Register a builder as kind `name`. `batchable=False` marks a kind whose runs
+        cannot train with other seeds stacked into one model (an optimizer that is not
+        elementwise, a network that draws its own random numbers): they train one at a time."""
+
         def decorator(fn: Callable) -> Callable:
             hints = typing.get_type_hints(fn)
             settings = {
@@ -74,7 +79,7 @@ class Registry:
                 if p.kind is inspect.Parameter.KEYWORD_ONLY
             }
             doc = " ".join(inspect.cleandoc(fn.__doc__ or "").split("\n\n")[0].split())
-            self._kinds[name] = Kind(name, fn, settings, doc)
+            self._kinds[name] = Kind(name, fn, settings, doc, batchable)
             return fn
 
         return decorator
