@@ -1,6 +1,7 @@
 # Loads the study and answers "which files?". Logic lives in the whatmatters package.
 import json
 import os
+import re
 import sys
 from pathlib import Path
 
@@ -23,7 +24,7 @@ OUTCOMES = STUDY["outcomes"]
 
 
 wildcard_constraints:
-    dataset="|".join(DATASETS),
+    dataset="|".join(map(re.escape, DATASETS)),  # names were checked against study.NAME
     outcome="|".join(OUTCOMES),
     job=r"job\d{4}",
 

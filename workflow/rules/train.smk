@@ -2,6 +2,11 @@
 # so Python/torch start-up is paid once per job, not per run. Each finished run is stored
 # on its own (results/runs/{dataset}/{config}/{seed}.json) and reused when the job reruns
 # with its key unchanged: editing a level retrains only the runs that use it.
+# A job that fails is retried once; if its last attempt fails too, it names the runs left
+# without a record and fails, or, with analysis.allow_missing, records them as missing.
+TRAIN_ATTEMPTS = 2
+
+
 rule train:
     input:
         "results/data/{dataset}.pt",
@@ -11,15 +16,19 @@ rule train:
         "results/logs/train/{dataset}/{job}.log",
     benchmark:
         "results/benchmarks/train/{dataset}/{job}.tsv"
-    retries: 1
+    retries: TRAIN_ATTEMPTS - 1
     conda:
         "../../envs/train.yaml"
     threads: STUDY["execution"]["threads"]
     resources:
         gpu=1 if STUDY["execution"]["device"] == "cuda" else 0,
+        attempt=lambda wildcards, attempt: attempt,  # passed on: the last one may record a failure
     params:
         spec=train_spec,
         run_dir="results/runs/{dataset}",
+        allow_missing="--allow-missing" if STUDY["analysis"]["allow_missing"] else "",
     shell:
         "python -m whatmatters train --spec {params.spec:q} --data {input} --run-dir {params.run_dir}"
-        " --out {output} --threads {threads} > {log} 2>&1"
+        " --out {output} --threads {threads} --attempt {resources.attempt} --attempts "
+        + str(TRAIN_ATTEMPTS)
+        + " {params.allow_missing} > {log} 2>&1"

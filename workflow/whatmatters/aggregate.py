@@ -3,7 +3,11 @@
 Columns: run_id, dataset, config_id, seed, job, one column per factor (its level name),
 status, the outcomes (accuracies, losses and their counts), timings, and the run's key
 and code revision. A design run with no readable record is named in the error: the
-analysis never runs silently on a hole.
+analysis never runs silently on a hole. A job manifest or run record that is truncated or
+corrupted is named and refused, never half-read. With `allow_missing` (the study's
+`analysis.allow_missing`), runs whose training failed (a job that failed its last attempt
+records them in its manifest, see `whatmatters.cli`) become rows with status "missing" and
+no outcomes; `present_runs` drops them for the fit, or refuses them.
 """
 
 from __future__ import annotations
@@ -22,41 +26,131 @@ OUTCOME_COLUMNS = [
     "shifted_accuracy", "n_shift", "n_shift_correct",
     "steps", "total_steps", "diverged_at_step", "train_seconds",
 ]
+STATUSES = ("ok", "diverged")   # what a trained run can be; both are data (DESIGN.md)
+MISSING = "missing"             # a design run with no record: its training failed
+COUNTS = ("n_test", "n_train", "n_shift")   # each with its n_*_correct
 
 
-def _read_manifest(path: Path) -> dict:
+def _corrupt(path: Path, what: str) -> RunTableError:
+    return RunTableError(f"corrupted training output {path}: {what}; delete it and rerun snakemake "
+                         "(finished runs are reused)")
+
+
+def _is_number(v) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool)
+
+
+def _check_record(path: Path, i: int, r) -> None:
+    """A run record is whole: its id, status, counts (0 <= correct <= n) and accuracies,
+    or RunTableError naming the file and the run."""
+    if not isinstance(r, dict) or not isinstance(r.get("run_id"), str):
+        raise _corrupt(path, f"runs[{i}] is not a run record")
+    where = f"run {r['run_id']}"
+    if r.get("status") not in STATUSES:
+        raise _corrupt(path, f"{where} has status {r.get('status')!r}; expected one of {', '.join(STATUSES)}")
+    for n in COUNTS:
+        if n == "n_shift" and n not in r:
+            continue   # records made before shifted test sets existed
+        total, correct = r.get(n), r.get(f"{n}_correct")
+        if not (isinstance(total, int) and isinstance(correct, int) and 0 <= correct <= total and total > 0):
+            raise _corrupt(path, f"{where} has {n}={total!r}, {n}_correct={correct!r}")
+    for acc in ("test_accuracy", "train_accuracy"):
+        if not (_is_number(r.get(acc)) and 0 <= r[acc] <= 1):
+            raise _corrupt(path, f"{where} has {acc}={r.get(acc)!r}")
+    prov = r.get("provenance")
+    if not isinstance(r.get("key"), str) or not isinstance(prov, dict) or not {"code_revision", "device"} <= set(prov):
+        raise _corrupt(path, f"{where} lacks its key or provenance")
+
+
+def _read_manifest(path: Path) -> tuple[dict, dict | None]:
+    """({run_id: record}, failure or None) of a job manifest; RunTableError naming a bad file."""
     try:
         manifest = json.loads(path.read_text())
-        return {r["run_id"]: r for r in manifest["runs"]}
     except FileNotFoundError:
         raise RunTableError(f"missing training output {path}; rerun snakemake to train it") from None
-    except (OSError, ValueError, KeyError, TypeError) as e:
-        raise RunTableError(f"unreadable training output {path} ({e}); delete it and rerun snakemake") from None
+    except (OSError, ValueError) as e:
+        raise RunTableError(f"unreadable training output {path} ({e}); delete it and rerun snakemake "
+                            "(finished runs are reused)") from None
+    if not isinstance(manifest, dict) or not isinstance(manifest.get("runs"), list):
+        raise _corrupt(path, "no list of runs")
+    for i, r in enumerate(manifest["runs"]):
+        _check_record(path, i, r)
+    return {r["run_id"]: r for r in manifest["runs"]}, manifest.get("failed")
 
 
-def collect(design_path: str | Path, runs_dir: str | Path) -> pd.DataFrame:
-    """The run table for the design at `design_path` from the job manifests under `runs_dir`."""
+def _shown(ids: list[str], n: int = 10) -> str:
+    return ", ".join(ids[:n]) + (f" and {len(ids) - n} more" if len(ids) > n else "")
+
+
+def collect(design_path: str | Path, runs_dir: str | Path, allow_missing: bool = False) -> pd.DataFrame:
+    """The run table for the design at `design_path` from the job manifests under `runs_dir`.
+
+    A design run without a record (its job failed, or its manifest is absent) raises
+    RunTableError naming it and the remedy, unless `allow_missing`: then it is a row with
+    status "missing" and no outcomes.
+    """
     design = pd.read_csv(design_path, sep="\t", dtype={"seed": int})
-    records = {}
+    records, failed, absent = {}, {}, []
     for dataset, job in design[["dataset", "job"]].drop_duplicates().itertuples(index=False):
-        records.update(_read_manifest(Path(runs_dir) / dataset / "jobs" / f"{job}.json"))
+        path = Path(runs_dir) / dataset / "jobs" / f"{job}.json"
+        if allow_missing and not path.exists():
+            absent.append(str(path))
+            continue
+        runs, failure = _read_manifest(path)
+        records.update(runs)
+        if failure:
+            failed[str(path)] = failure.get("error", "unknown error")
     missing = [r for r in design["run_id"] if r not in records]
-    if missing:
-        shown = ", ".join(missing[:10]) + (f" and {len(missing) - 10} more" if len(missing) > 10 else "")
-        raise RunTableError(f"{len(missing)} design runs have no record: {shown}")
+    if missing and not allow_missing:
+        why = "".join(f"; training failed in {p}: {e}" for p, e in failed.items())
+        rerun = " ".join(failed) or "train"
+        raise RunTableError(
+            f"{len(missing)} of {len(design)} design runs have no record: {_shown(missing)}{why}. "
+            f"Fix the cause and retrain them (finished runs are reused): snakemake --forcerun {rerun}; "
+            "or set analysis.allow_missing: true to analyse without them")
     rows = []
     for run_id in design["run_id"]:
-        r = records[run_id]
+        r = records.get(run_id)
+        if r is None:
+            rows.append({c: None for c in OUTCOME_COLUMNS} | {"status": MISSING, "key": None,
+                                                             "code_revision": None, "device": None})
+            continue
         rows.append({c: r.get(c) for c in OUTCOME_COLUMNS}
                     | {"key": r["key"], "code_revision": r["provenance"]["code_revision"],
                        "device": r["provenance"]["device"]})
     table = pd.concat([design.reset_index(drop=True), pd.DataFrame(rows)], axis=1)
+    table.attrs["missing"] = missing
+    table.attrs["failed"] = failed | {p: "no manifest" for p in absent}
     return table
 
 
-def aggregate(design_path, runs_dir, out_parquet) -> pd.DataFrame:
-    """Write the run table as Parquet and CSV (same stem) plus a provenance sidecar, atomically."""
-    table = collect(design_path, runs_dir)
+def missing_message(missing: list[str], total: int) -> str:
+    """'3 of 32 runs are missing (training failed): a, b, c'."""
+    return f"{len(missing)} of {total} runs are missing (training failed): {_shown(missing)}"
+
+
+def present_runs(table: pd.DataFrame, allow_missing: bool) -> tuple[pd.DataFrame, list[str]]:
+    """(the rows that have outcomes, the run_ids of the missing ones). Missing runs raise
+    RunTableError naming them unless `allow_missing`. Count columns come back as integers."""
+    gone = table["status"] == MISSING
+    missing = table.loc[gone, "run_id"].astype(str).tolist()
+    if missing and not allow_missing:
+        raise RunTableError(f"{missing_message(missing, len(table))}; the fit refuses a table with holes. "
+                            "Retrain them (see the aggregate log), or set analysis.allow_missing: true "
+                            "to fit without them")
+    present = table.loc[~gone].reset_index(drop=True)
+    for n in COUNTS:
+        for col in (n, f"{n}_correct"):
+            if col in present and present[col].notna().all():
+                present[col] = present[col].astype("int64")
+    return present, missing
+
+
+def aggregate(design_path, runs_dir, out_parquet, allow_missing: bool = False) -> pd.DataFrame:
+    """Write the run table as Parquet and CSV (same stem) plus a provenance sidecar, atomically.
+    The sidecar names the missing runs (allow_missing) and the jobs whose training failed."""
+    table = collect(design_path, runs_dir, allow_missing)
+    missing, failed = table.attrs.pop("missing"), table.attrs.pop("failed")
     out_parquet = Path(out_parquet)
     with atomic_path(out_parquet) as tmp:
         table.to_parquet(tmp, index=False)
@@ -64,7 +158,9 @@ def aggregate(design_path, runs_dir, out_parquet) -> pd.DataFrame:
         table.to_csv(tmp, index=False)
     write_json(out_parquet.with_name("provenance.json"),
                provenance(design=str(design_path), n_runs=len(table),
-                          code_revisions=sorted(table["code_revision"].unique())))
+                          code_revisions=sorted(table["code_revision"].dropna().unique()),
+                          missing_runs=missing, failed_jobs=failed))
+    table.attrs["missing"] = missing
     return table
 
 

@@ -21,18 +21,39 @@ def study_or_exit(config: dict) -> dict:
     from whatmatters.errors import StudyError
     from whatmatters.study import load_study
 
+    from whatmatters.design import expand
+
     try:
-        return load_study(config)
+        study = load_study(config)
+        check_data(study)
+        expand(study)  # a random design may ask for more configs than the factors allow
+        return study
     except StudyError as e:
         print(f"whatmatters: invalid study: {e}", file=sys.stderr)
         sys.exit(2)
+
+
+def check_data(study: dict, prepared_dir: str = "results/data") -> None:
+    """StudyError naming a dataset whose files cannot be found, unless it is prepared already."""
+    from pathlib import Path
+
+    from whatmatters.data import unavailable
+    from whatmatters.errors import StudyError
+
+    for d in study["datasets"]:
+        if not (Path(prepared_dir) / f"{d['name']}.pt").exists():
+            problem = unavailable(d["kind"], d["settings"])
+            if problem:
+                raise StudyError(f"datasets ({d['name']}, kind {d['kind']}).root: {problem}")
 
 
 def _study_from_file(path: str) -> dict:
     from whatmatters.config import read_config
     from whatmatters.study import load_study
 
-    return load_study(read_config(path))
+    study = load_study(read_config(path))
+    check_data(study)
+    return study
 
 
 def cmd_check(args) -> None:
@@ -74,23 +95,82 @@ def cmd_prepare(args) -> None:
 def cmd_train(args) -> None:
     from whatmatters.train import train_job
 
-    m = train_job(json.loads(args.spec), args.data, args.run_dir, args.out, args.threads, PROCESS_STARTED)
+    spec = json.loads(args.spec)
+    try:
+        m = train_job(spec, args.data, args.run_dir, args.out, args.threads, PROCESS_STARTED)
+    except Exception as e:  # a crash (bug, OOM): name the runs it leaves without a record
+        _training_failed(spec, args, e)
+        return
     print(f"{m['dataset']}: trained {m['trained']} runs, reused {m['reused']}; timing {m['timing']}")
 
 
-def cmd_aggregate(args) -> None:
-    from whatmatters.aggregate import aggregate
+def _stored_runs(spec: dict, run_dir: str) -> dict[str, dict]:
+    """{run_id: record} of the job's runs in the run store that a rerun would reuse (same key)."""
+    from whatmatters import train
+    from whatmatters.errors import WhatmattersError
 
-    table = aggregate(args.design, args.runs_dir, args.out)
+    try:
+        device = train.resolve_device(spec["execution"]["device"])
+    except WhatmattersError:   # no such device here: nothing was trained on it
+        return {}
+    precision = train.resolve_execution(spec["execution"], device, len(spec["seeds"]))["precision"]
+    stored, _ = train.run_store(spec, run_dir, train.code_fingerprint(), precision)
+    return {record["run_id"]: record for record in stored.values()}
+
+
+def _training_failed(spec: dict, args, error: Exception) -> None:
+    """Exit 1 naming the job's runs without a record, so that Snakemake retries the job;
+    on its last attempt with analysis.allow_missing, write a manifest that records them as
+    missing instead (whatmatters.aggregate reads it) and return (exit 0)."""
+    import traceback
+
+    from whatmatters.errors import WhatmattersError
+    from whatmatters.io import provenance, write_json
+
+    if not isinstance(error, WhatmattersError):
+        traceback.print_exc()   # the evidence for a bug, in the job's log
+    run_ids = [f"{spec['dataset']['name']}-{c['config_id']}-{seed}" for c in spec["configs"] for seed in spec["seeds"]]
+    stored = _stored_runs(spec, args.run_dir)
+    missing = [r for r in run_ids if r not in stored]
+    shown = ", ".join(missing[:10]) + (f" and {len(missing) - 10} more" if len(missing) > 10 else "")
+    what = (f"training failed on attempt {args.attempt} of {args.attempts} ({type(error).__name__}: {error}); "
+            f"{len(missing)} of {len(run_ids)} runs of this job have no record: {shown}")
+    if args.allow_missing and args.attempt >= args.attempts:
+        write_json(args.out, {
+            "dataset": spec["dataset"]["name"], "runs": [stored[r] for r in run_ids if r in stored],
+            "trained": 0, "reused": len(run_ids) - len(missing),
+            "failed": {"error": f"{type(error).__name__}: {error}", "attempts": args.attempt, "missing": missing},
+            "timing": None, "provenance": provenance(step="train")})
+        print(f"whatmatters train: {what}. analysis.allow_missing is true: recorded as missing in {args.out}",
+              file=sys.stderr)
+        return
+    retry = "; Snakemake retries the job" if args.attempt < args.attempts else ""
+    print(f"whatmatters train: error: {what}{retry}", file=sys.stderr)
+    sys.exit(1)
+
+
+def cmd_aggregate(args) -> None:
+    from whatmatters.aggregate import aggregate, missing_message
+
+    table = aggregate(args.design, args.runs_dir, args.out, args.allow_missing)
     print(f"{len(table)} runs -> {args.out}")
+    if table.attrs["missing"]:
+        print(f"whatmatters aggregate: warning: {missing_message(table.attrs['missing'], len(table))}; "
+              "analysis.allow_missing is true, so the analysis goes on without them", file=sys.stderr)
 
 
 def cmd_fit(args) -> None:
     from whatmatters import model
     from whatmatters.aggregate import read_table
 
+    from whatmatters.aggregate import missing_message, present_runs
+
     spec = json.loads(args.spec)
-    idata = model.fit(read_table(args.table), spec)
+    table = read_table(args.table)
+    runs, missing = present_runs(table, spec.get("allow_missing", False))
+    if missing:
+        print(f"whatmatters fit: warning: fitting without {missing_message(missing, len(table))}", file=sys.stderr)
+    idata = model.fit(runs, spec)
     model.save(idata, args.out)
 
 
@@ -99,8 +179,11 @@ def cmd_summarize(args) -> None:
 
     from whatmatters.aggregate import read_table
 
-    table = read_table(args.table) if args.table else None
-    summarize.write_summaries(model.load(args.posterior), json.loads(args.spec), args.out_dir, table)
+    from whatmatters.aggregate import present_runs
+
+    table, missing = present_runs(read_table(args.table), allow_missing=True) if args.table else (None, [])
+    summarize.write_summaries(model.load(args.posterior), json.loads(args.spec), args.out_dir, table,
+                              missing=missing)
 
 
 def cmd_plot(args) -> None:
@@ -142,9 +225,14 @@ def parser() -> argparse.ArgumentParser:
     add("prepare", cmd_prepare, "prepare one dataset's tensors", ("--spec", req), ("--out", req))
     add("train", cmd_train, "train one job's runs",
         ("--spec", req), ("--data", req), ("--run-dir", req), ("--out", req),
-        ("--threads", {"type": int, "default": 1}))
+        ("--threads", {"type": int, "default": 1}),
+        ("--attempt", {"type": int, "default": 1, "help": "this attempt (Snakemake's, from 1)"}),
+        ("--attempts", {"type": int, "default": 1, "help": "attempts Snakemake makes in all"}),
+        ("--allow-missing", {"action": "store_true",
+                             "help": "on the last attempt, record a failure's runs as missing (exit 0)"}))
     add("aggregate", cmd_aggregate, "gather every run into one table",
-        ("--design", req), ("--runs-dir", req), ("--out", req))
+        ("--design", req), ("--runs-dir", req), ("--out", req),
+        ("--allow-missing", {"action": "store_true", "help": "runs without a record become 'missing' rows"}))
     add("fit", cmd_fit, "fit the hierarchical model for one outcome",
         ("--table", req), ("--spec", req), ("--out", req))
     add("summarize", cmd_summarize, "importance, rank probabilities, hypotheses, diagnostics",

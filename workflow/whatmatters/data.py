@@ -114,12 +114,59 @@ def _torchvision(kind: str, root: str, download: bool, files: list[str], source:
         raise DataError(f"{kind}: {problem}: {wanted}, or set `download: true` in its datasets entry") from None
 
 
+def _mnist_files(class_name: str) -> tuple[list[str], str]:
+    """(files under the root, where to get them) of an MNIST-family torchvision dataset."""
+    import torchvision.datasets as tvd
+
+    cls = getattr(tvd, class_name)
+    return ([f"{class_name}/raw/{f.removesuffix('.gz')}" for f, _ in cls.resources],
+            f"the .gz files from {cls.mirrors[0]}, gunzipped")
+
+
+def _cifar_files(class_name: str) -> tuple[list[str], str]:
+    import torchvision.datasets as tvd
+
+    cls = getattr(tvd, class_name)
+    names = [f for f, _ in cls.train_list + cls.test_list] + [cls.meta["filename"]]
+    return [f"{cls.base_folder}/{f}" for f in names], f"unpacked from {cls.url}"
+
+
+def _svhn_files() -> tuple[list[str], str]:
+    import torchvision.datasets as tvd
+
+    return ([tvd.SVHN.split_list[s][1] for s in ("train", "test")],
+            f"from {tvd.SVHN.split_list['train'][0].rsplit('/', 1)[0]}/")
+
+
+# Dataset kinds read from files under their `root`: kind -> (files, where to get them).
+RAW_FILES = {"mnist": lambda: _mnist_files("MNIST"), "fashion_mnist": lambda: _mnist_files("FashionMNIST"),
+             "cifar10": lambda: _cifar_files("CIFAR10"), "cifar100": lambda: _cifar_files("CIFAR100"),
+             "svhn": _svhn_files}
+
+
+def unavailable(kind: str, settings: dict) -> str | None:
+    """Why a dataset of `kind` with `settings` cannot be built here (its files are absent from
+    its root and `download` is off), or None. Checked when a study is loaded to run, so that a
+    missing dataset is named before any work; torchvision checks the files' contents later."""
+    if kind not in RAW_FILES or settings.get("download"):
+        return None
+    root = settings["root"]
+    files, source = RAW_FILES[kind]()
+    missing = [f for f in files if not (Path(root) / f).is_file()]
+    if not missing:
+        return None
+    where = f"{root.rstrip('/')}/"
+    problem = f"no {kind} files under {where}" if len(missing) == len(files) else \
+        f"missing {', '.join(missing)} under {where}"
+    return (f"{problem}: put {', '.join(files)} under {where} ({source}), or set `download: true` "
+            "in its datasets entry (docs/datasets.md)")
+
+
 def _mnist_family(kind: str, class_name: str, root: str, download: bool) -> Raw:
     import torchvision.datasets as tvd
 
     cls = getattr(tvd, class_name)
-    files = [f"{class_name}/raw/{f.removesuffix('.gz')}" for f, _ in cls.resources]
-    source = f"the .gz files from {cls.mirrors[0]}, gunzipped"
+    files, source = _mnist_files(class_name)
     train, test = (_torchvision(kind, root, download, files, source, lambda t=t: cls(root, train=t, download=download))
                    for t in (True, False))
     # torchvision keeps uint8 (N, 28, 28) tensors and int64 targets
@@ -131,9 +178,7 @@ def _cifar(kind: str, class_name: str, root: str, download: bool, num_classes: i
     import torchvision.datasets as tvd
 
     cls = getattr(tvd, class_name)
-    names = [f for f, _ in cls.train_list + cls.test_list] + [cls.meta["filename"]]
-    files = [f"{cls.base_folder}/{f}" for f in names]
-    source = f"unpacked from {cls.url}"
+    files, source = _cifar_files(class_name)
     train, test = (_torchvision(kind, root, download, files, source, lambda t=t: cls(root, train=t, download=download))
                    for t in (True, False))
     chw = (0, 3, 1, 2)  # torchvision keeps (N, 32, 32, 3) uint8 arrays and lists of targets
@@ -176,8 +221,7 @@ def svhn(*, root: str = "data", download: bool = False) -> Raw:
     Shape (N, 3, 32, 32)."""
     import torchvision.datasets as tvd
 
-    files = [tvd.SVHN.split_list[s][1] for s in ("train", "test")]
-    source = f"from {tvd.SVHN.split_list['train'][0].rsplit('/', 1)[0]}/"
+    files, source = _svhn_files()
     train, test = (_torchvision("svhn", root, download, files, source,
                                 lambda s=s: tvd.SVHN(root, split=s, download=download)) for s in ("train", "test"))
     # torchvision keeps (N, 3, 32, 32) uint8 arrays and int64 labels with 10 already mapped to 0
@@ -366,7 +410,11 @@ def load(path: str | Path) -> dict:
     except FileNotFoundError:
         raise DataError(f"prepared dataset {path} does not exist; run the prepare_data rule") from None
     except Exception as e:  # any corruption: name the file rather than show a traceback
-        raise DataError(f"prepared dataset {path} is unreadable ({e}); delete it and rerun") from None
+        import pickle
+
+        why = ("it holds objects other than tensors, and those are never unpickled"
+               if isinstance(e, pickle.UnpicklingError) else (str(e).strip().splitlines() or [repr(e)])[0])
+        raise DataError(f"prepared dataset {path} is unreadable ({why}); delete it and rerun") from None
     data["input_shape"] = tuple(meta["input_shape"])
     data["num_classes"] = meta["num_classes"]
     data["spec"] = meta["spec"]

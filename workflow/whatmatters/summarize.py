@@ -280,12 +280,14 @@ def diagnostics(idata: az.InferenceData) -> dict:
     }
 
 
-def write_summaries(idata: az.InferenceData, spec: dict, out_dir, table: pd.DataFrame | None = None) -> dict[str, Path]:
+def write_summaries(idata: az.InferenceData, spec: dict, out_dir, table: pd.DataFrame | None = None,
+                    missing: list[str] | None = None) -> dict[str, Path]:
     """Write importance.csv, ranks.csv, estimands.csv, estimand_agreement.csv,
     hypotheses.json, hypotheses.csv, classical.csv (when the run `table` is given),
     diagnostics.json and provenance.json into `out_dir`, each atomically; log a loud
     warning if sampling was unhealthy and where the classical check disagrees.
-    Returns {name: path}."""
+    `missing`: run_ids of design runs the fit went without (analysis.allow_missing), counted
+    and named in diagnostics.json. Returns {name: path}."""
     from whatmatters.estimands import rank_agreement
 
     out = Path(out_dir)
@@ -298,6 +300,12 @@ def write_summaries(idata: az.InferenceData, spec: dict, out_dir, table: pd.Data
                     "see diagnostics.json.", prov["outcome"], "; ".join(diag["problems"]))
     for w in diag["warnings"]:
         log.warning("sampling: %s", w)
+    missing = list(missing or [])
+    diag["missing_runs"] = {"count": len(missing), "run_ids": missing}
+    if missing:
+        diag["warnings"].append(f"{len(missing)} design run(s) missing (training failed), fitted without them: "
+                                + ", ".join(missing[:10]) + (" ..." if len(missing) > 10 else ""))
+        log.warning("%s", diag["warnings"][-1])
 
     names = ["importance.csv", "ranks.csv", "estimands.csv", "estimand_agreement.csv", "hypotheses.json",
              "hypotheses.csv", "diagnostics.json", "provenance.json"]
