@@ -1,5 +1,6 @@
 """The whole workflow on a tiny study: snakemake end to end, reruns, bad input."""
 
+import importlib.util
 import json
 import os
 import re
@@ -14,10 +15,11 @@ import yaml
 from conftest import ROOT
 
 TINY = ROOT / "tests/data/tiny.yaml"
+SLURM_HARNESS = ROOT / "tests/slurm"
 
 
-def snakemake(workdir: Path, *args: str, config: Path = TINY, check: bool = True):
-    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
+def snakemake(workdir: Path, *args: str, config: Path = TINY, check: bool = True, env: dict | None = None):
+    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}", **(env or {})}
     cmd = [sys.executable, "-m", "snakemake", "-s", str(ROOT / "Snakefile"), "--directory", str(workdir),
            "--configfile", str(config), "--cores", "2", *args]
     result = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=900)
@@ -65,6 +67,51 @@ def test_end_to_end_produces_table_posterior_plots_and_report(finished):
             assert (finished / f"results/plots/test_accuracy/{name}.{ext}").stat().st_size > 0
     report = (finished / "results/report.html").read_text(errors="replace")
     assert "ranks.png" in report
+
+
+@pytest.fixture(scope="module")
+def slurm_cluster():
+    """A single-node SLURM on localhost for this module (tests/slurm/start_slurm.sh): the
+    environment that reaches it. Skipped, saying why, where none can run; a failure instead
+    when WHATMATTERS_REQUIRE_SLURM=1 (CI), so the SLURM test cannot pass by not running."""
+    def unavailable(reason: str):
+        if os.environ.get("WHATMATTERS_REQUIRE_SLURM") == "1":
+            pytest.fail(f"WHATMATTERS_REQUIRE_SLURM=1 but {reason}")
+        pytest.skip(reason)
+
+    if importlib.util.find_spec("snakemake_executor_plugin_slurm") is None:
+        unavailable("snakemake-executor-plugin-slurm is not installed (pip install -e '.[slurm]')")
+    started = subprocess.run([str(SLURM_HARNESS / "start_slurm.sh")], capture_output=True, text=True, timeout=120,
+                             check=False)
+    if started.returncode == 3:  # this machine cannot host one; the message says why
+        unavailable(started.stderr.strip())
+    assert started.returncode == 0, f"start_slurm.sh failed:\n{started.stdout}\n{started.stderr}"
+    conf = Path(re.search(r"SLURM_CONF=(\S+)", started.stdout)[1])
+    yield {"SLURM_CONF": str(conf)}
+    subprocess.run([str(SLURM_HARNESS / "stop_slurm.sh"), str(conf.parent)], timeout=60, check=True)
+
+
+@pytest.mark.slow
+@pytest.mark.slurm
+def test_slurm_run_matches_the_local_run(slurm_cluster, finished, tmp_path):
+    """The tiny study end to end through SLURM with the project's profile: training jobs go
+    as job arrays asking for a GPU each, and the run table equals the local run's."""
+    result = snakemake(tmp_path, "--workflow-profile", str(ROOT / "workflow/profiles/slurm"),
+                       "--slurm-init-seconds-before-status-checks", "5", env=slurm_cluster)
+    log = result.stdout + result.stderr
+    assert re.search(r"Submitted array job with Snakemake IDs \S+ and SLURM job ID \d+", log), log[-3000:]
+    jobs = subprocess.run(["scontrol", "--oneliner", "show", "job"], capture_output=True, text=True,
+                          env={**os.environ, **slurm_cluster}, check=True).stdout.splitlines()
+    train = [j for j in jobs if "Comment=rule_train" in j]
+    assert train and all("ArrayJobId=" in j and "TresPerJob=gres:gpu:1" in j for j in train)
+
+    def table(workdir):  # timing and code revision aside, every column must match
+        t = pd.read_parquet(workdir / "results/table/runs.parquet")
+        return t.drop(columns=["train_seconds", "code_revision"]).sort_values("run_id", ignore_index=True)
+
+    pd.testing.assert_frame_equal(table(tmp_path), table(finished))
+    for name in ("ranks.png", "importance.svg"):
+        assert (tmp_path / f"results/plots/test_accuracy/{name}").stat().st_size > 0
 
 
 @pytest.mark.slow

@@ -14,9 +14,11 @@ rule aggregate:
     localrule: True
     conda:
         "../../envs/aggregate.yaml"
+    params:
+        allow_missing="--allow-missing" if STUDY["analysis"]["allow_missing"] else "",
     shell:
         "python -m whatmatters aggregate --design {input.design} --runs-dir results/runs"
-        " --out {output.parquet} > {log} 2>&1"
+        " --out {output.parquet} {params.allow_missing} > {log} 2>&1"
 
 
 rule fit:
@@ -77,6 +79,7 @@ rule summarize:
         diagnostics="results/analysis/{outcome}/diagnostics.json",
     log:
         "results/logs/summarize/{outcome}.log",
+    localrule: True
     conda:
         "../../envs/fit.yaml"
     params:
@@ -134,6 +137,7 @@ rule plot:
         ),
     log:
         "results/logs/plot/{outcome}.log",
+    localrule: True
     conda:
         "../../envs/plot.yaml"
     params:
@@ -164,6 +168,7 @@ rule compare_outcomes:
         ),
     log:
         "results/logs/compare_outcomes.log",
+    localrule: True
     conda:
         "../../envs/plot.yaml"
     params:
