@@ -43,3 +43,20 @@ def write_prepared(data, path):
     payload["meta"] = json.dumps({"spec": {"name": "tiny"}, "input_shape": list(data["input_shape"]),
                                   "num_classes": data["num_classes"]})
     torch.save(payload, path)
+
+
+def mutate(config, path, value):
+    """A copy of config with the value at `path` (keys and indices) replaced, deleted
+    (value ...) or, for a missing key of a mapping, added."""
+    import copy
+
+    config = copy.deepcopy(config)
+    *parents, last = path
+    node = config
+    for key in parents:
+        node = node[key]
+    if value is ...:
+        del node[last]
+    else:
+        node[last] = value
+    return config

@@ -14,6 +14,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from conftest import ROOT
+from helpers import mutate
 from test_pipeline import snakemake
 from whatmatters.cli import main, study_or_exit
 from whatmatters.config import read_config
@@ -28,16 +29,7 @@ ONE_LINE = re.compile(r"^whatmatters: invalid study: [^\n]+\n$")
 def edit(path, value):
     """A copy of the tiny study with the value at `path` (keys and indices) replaced,
     deleted (value ...) or, for a dict value at a missing key, added."""
-    config = copy.deepcopy(BASE)
-    *parents, last = path
-    node = config
-    for key in parents:
-        node = node[key]
-    if value is ...:
-        del node[last]
-    else:
-        node[last] = value
-    return config
+    return mutate(BASE, path, value)
 
 
 def level(factor, i, **changes):

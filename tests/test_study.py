@@ -1,12 +1,11 @@
 """The study gate: the default config passes, malformed ones get one clear message."""
 
-import copy
-
 import jsonschema
 import pytest
 import yaml
 
 from conftest import ROOT
+from helpers import mutate
 from whatmatters.config import read_config
 from whatmatters.errors import StudyError
 from whatmatters.schema import schema_yaml
@@ -36,20 +35,6 @@ def test_schema_file_is_generated_from_the_registries():
 def test_schema_accepts_the_default_study(default_config):
     schema = yaml.safe_load(schema_yaml())
     jsonschema.validate(default_config, schema)
-
-
-def mutate(config, path, value):
-    """A copy of config with the value at a dotted path replaced (or deleted if value is ...)."""
-    config = copy.deepcopy(config)
-    *parents, last = path
-    node = config
-    for key in parents:
-        node = node[key]
-    if value is ...:
-        del node[last]
-    else:
-        node[last] = value
-    return config
 
 
 BAD = [
