@@ -13,12 +13,11 @@ os.environ["PYTHONPATH"] = os.pathsep.join(
     filter(None, [WORKFLOW_DIR, os.environ.get("PYTHONPATH")])
 )
 
-from whatmatters.cli import study_or_exit
-from whatmatters.design import expand, job_spec
+from whatmatters.cli import study_and_design_or_exit
+from whatmatters.design import job_spec
 from whatmatters.analysis_spec import analysis_spec
 
-STUDY = study_or_exit(config)  # one clear message and exit 2 on a bad study
-DESIGN = expand(STUDY)
+STUDY, DESIGN = study_and_design_or_exit(config)  # one clear message and exit 2 on a bad study
 DATASETS = [d["name"] for d in STUDY["datasets"]]
 OUTCOMES = STUDY["outcomes"]
 

@@ -78,7 +78,8 @@ def _read_manifest(path: Path) -> tuple[dict, dict | None]:
     return {r["run_id"]: r for r in manifest["runs"]}, manifest.get("failed")
 
 
-def _shown(ids: list[str], n: int = 10) -> str:
+def listed(ids: list[str], n: int = 10) -> str:
+    """The first `n` ids, comma-separated, and how many more there are."""
     return ", ".join(ids[:n]) + (f" and {len(ids) - n} more" if len(ids) > n else "")
 
 
@@ -105,7 +106,7 @@ def collect(design_path: str | Path, runs_dir: str | Path, allow_missing: bool =
         why = "".join(f"; training failed in {p}: {e}" for p, e in failed.items())
         rerun = " ".join(failed) or "train"
         raise RunTableError(
-            f"{len(missing)} of {len(design)} design runs have no record: {_shown(missing)}{why}. "
+            f"{len(missing)} of {len(design)} design runs have no record: {listed(missing)}{why}. "
             f"Fix the cause and retrain them (finished runs are reused): snakemake --forcerun {rerun}; "
             "or set analysis.allow_missing: true to analyse without them")
     rows = []
@@ -126,7 +127,7 @@ def collect(design_path: str | Path, runs_dir: str | Path, allow_missing: bool =
 
 def missing_message(missing: list[str], total: int) -> str:
     """'3 of 32 runs are missing (training failed): a, b, c'."""
-    return f"{len(missing)} of {total} runs are missing (training failed): {_shown(missing)}"
+    return f"{len(missing)} of {total} runs are missing (training failed): {listed(missing)}"
 
 
 def present_runs(table: pd.DataFrame, allow_missing: bool) -> tuple[pd.DataFrame, list[str]]:

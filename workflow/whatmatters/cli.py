@@ -17,17 +17,21 @@ PROCESS_STARTED = time.time()  # as early as this module can see; imports follow
 
 
 def study_or_exit(config: dict) -> dict:
-    """The checked study, or one clear message on stderr and exit status 2 (for the Snakefile)."""
+    """The checked study, or one clear message on stderr and exit status 2."""
+    return study_and_design_or_exit(config)[0]
+
+
+def study_and_design_or_exit(config: dict) -> tuple[dict, dict]:
+    """The checked study and its expanded design (what the Snakefile needs), or one clear
+    message on stderr and exit status 2."""
+    from whatmatters.design import expand
     from whatmatters.errors import StudyError
     from whatmatters.study import load_study
-
-    from whatmatters.design import expand
 
     try:
         study = load_study(config)
         check_data(study)
-        expand(study)  # a random design may ask for more configs than the factors allow
-        return study
+        return study, expand(study)  # a random design may ask for more configs than the factors allow
     except StudyError as e:
         print(f"whatmatters: invalid study: {e}", file=sys.stderr)
         sys.exit(2)
@@ -124,6 +128,7 @@ def _training_failed(spec: dict, args, error: Exception) -> None:
     missing instead (whatmatters.aggregate reads it) and return (exit 0)."""
     import traceback
 
+    from whatmatters.aggregate import listed
     from whatmatters.errors import WhatmattersError
     from whatmatters.io import provenance, write_json
 
@@ -132,9 +137,8 @@ def _training_failed(spec: dict, args, error: Exception) -> None:
     run_ids = [f"{spec['dataset']['name']}-{c['config_id']}-{seed}" for c in spec["configs"] for seed in spec["seeds"]]
     stored = _stored_runs(spec, args.run_dir)
     missing = [r for r in run_ids if r not in stored]
-    shown = ", ".join(missing[:10]) + (f" and {len(missing) - 10} more" if len(missing) > 10 else "")
     what = (f"training failed on attempt {args.attempt} of {args.attempts} ({type(error).__name__}: {error}); "
-            f"{len(missing)} of {len(run_ids)} runs of this job have no record: {shown}")
+            f"{len(missing)} of {len(run_ids)} runs of this job have no record: {listed(missing)}")
     if args.allow_missing and args.attempt >= args.attempts:
         write_json(args.out, {
             "dataset": spec["dataset"]["name"], "runs": [stored[r] for r in run_ids if r in stored],
@@ -161,9 +165,7 @@ def cmd_aggregate(args) -> None:
 
 def cmd_fit(args) -> None:
     from whatmatters import model
-    from whatmatters.aggregate import read_table
-
-    from whatmatters.aggregate import missing_message, present_runs
+    from whatmatters.aggregate import missing_message, present_runs, read_table
 
     spec = json.loads(args.spec)
     table = read_table(args.table)
@@ -177,9 +179,7 @@ def cmd_fit(args) -> None:
 def cmd_summarize(args) -> None:
     from whatmatters import model, summarize
 
-    from whatmatters.aggregate import read_table
-
-    from whatmatters.aggregate import present_runs
+    from whatmatters.aggregate import present_runs, read_table
 
     table, missing = present_runs(read_table(args.table), allow_missing=True) if args.table else (None, [])
     summarize.write_summaries(model.load(args.posterior), json.loads(args.spec), args.out_dir, table,

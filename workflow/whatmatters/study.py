@@ -240,11 +240,13 @@ def _design(raw) -> dict:
 
 
 def _seeds(raw) -> list[int]:
-    if not _is_int(raw) and not (isinstance(raw, list) and raw) or _is_int(raw) and raw < 1:
-        raise StudyError(f"seeds: expected an integer >= 1 (a count) or a list of distinct integers >= 0, "
-                         f"got {raw!r}")
+    expected = "an integer >= 1 (a count) or a list of distinct integers >= 0"
     if _is_int(raw):
+        if raw < 1:
+            raise StudyError(f"seeds: expected {expected}, got {raw!r}")
         return list(range(raw))
+    if not isinstance(raw, list) or not raw:
+        raise StudyError(f"seeds: expected {expected}, got {raw!r}")
     seeds = raw
     for s in seeds:
         _positive_int("seeds[]", s, minimum=0)

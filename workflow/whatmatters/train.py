@@ -156,10 +156,11 @@ class Replicas:
     def unstack(self) -> list[nn.Module]:
         """The S trained networks as ordinary modules (for evaluation)."""
         if self.stacked:
+            stacked = {**self.params, **self.buffers}
             for s, model in enumerate(self.models):
                 for name, t in [*model.named_parameters(), *model.named_buffers()]:
-                    if name in self.params or name in self.buffers:
-                        t.copy_({**self.params, **self.buffers}[name][s])
+                    if name in stacked:
+                        t.copy_(stacked[name][s])
         for m in self.dropouts.values():
             m.mask = None
         return self.models
