@@ -6,6 +6,7 @@ batched kernels: statuses and correct counts must match, losses to ~1e-5.
 """
 
 import math
+import re
 
 import pytest
 import torch
@@ -184,3 +185,21 @@ def test_stacked_seeds_that_run_out_of_memory_train_one_at_a_time(tmp_path, monk
     manifest = _job(tmp_path, [cheap_levels()], seed_batch=3)
     assert manifest["trained"] == 3
     assert [r["execution"]["seed_batch"] for r in manifest["runs"]] == [1, 1, 1]
+
+
+@pytest.mark.parametrize("key, value, message", [
+    ("precision", "fp16", "execution.precision: 'fp16' is not valid; choose one of: auto, fp32, bf16"),
+    ("memory_format", "nhwc", "execution.memory_format: 'nhwc' is not valid; choose one of: auto, channels_last"),
+    ("seed_batch", 0, "execution.seed_batch: expected 'auto' or an integer >= 1, got 0"),
+    ("seed_batch", "two", "execution.seed_batch: expected 'auto' or an integer >= 1, got 'two'"),
+])
+def test_bad_execution_choices_are_refused_naming_the_valid_ones(key, value, message):
+    from conftest import ROOT
+    from whatmatters.config import read_config
+    from whatmatters.errors import StudyError
+    from whatmatters.study import load_study
+
+    default_config = read_config(ROOT / "config.yaml")
+    config = {**default_config, "execution": {**default_config["execution"], key: value}}
+    with pytest.raises(StudyError, match=re.escape(message)):
+        load_study(config)
