@@ -19,6 +19,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "workflow"))
 import whatmatters  # noqa: E402,F401  (thread and BLAS settings before pymc loads)
 from whatmatters import model as M  # noqa: E402
 from whatmatters import summarize as S  # noqa: E402
+from whatmatters.posterior import importance_by_scope  # noqa: E402
 from whatmatters.aggregate import read_table  # noqa: E402
 from whatmatters.analysis_spec import analysis_spec  # noqa: E402
 from whatmatters.config import read_config  # noqa: E402
@@ -57,7 +58,7 @@ def main():
     ranks = {m: S.rank_probabilities(f["idata"]).set_index(["dataset", "factor", "rank"])["probability"]
              for m, f in fits.items()}
     for scope in dict.fromkeys(tables["collapsed"].index.get_level_values("dataset")):
-        expected = {m: S.ranks(S.importance_by_scope(f["idata"])[scope]).mean(("chain", "draw")).to_series()
+        expected = {m: S.ranks(importance_by_scope(f["idata"])[scope]).mean(("chain", "draw")).to_series()
                     for m, f in fits.items()}
         for factor in expected["collapsed"].sort_values().index:
             rows.append({"dataset": scope, "factor": factor,

@@ -34,6 +34,7 @@ from whatmatters.outcomes import empirical_logit  # noqa: E402
 from whatmatters import estimands as E  # noqa: E402
 from whatmatters import model as M  # noqa: E402
 from whatmatters import summarize as S  # noqa: E402
+from whatmatters.posterior import ATTR_FREE  # noqa: E402
 from whatmatters.io import write_json  # noqa: E402
 
 LEVELS = [3, 4, 5, 6, 3, 4, 5]
@@ -75,7 +76,7 @@ def default_collapsed(table, spec):
     idata.posterior = idata.posterior.merge(C.draw_effects(c, idata.posterior, seed=1).assign_coords(
         chain=idata.posterior["chain"], draw=idata.posterior["draw"], dataset=spec["datasets"]))
     E.add_estimands(idata.posterior, spec, lc, dc)
-    idata.posterior.attrs[S.ATTR_FREE] = json.dumps(["sigma", "tau", "sigma_seed"])
+    idata.posterior.attrs[ATTR_FREE] = json.dumps(["sigma", "tau", "sigma_seed"])
     return health(idata, time.perf_counter() - start, "pm.sample() defaults, same collapsed model"), idata
 
 
@@ -85,7 +86,7 @@ def default_binomial(table, spec, rows):
     with M.build_model(sub, spec):
         idata = pm.sample(random_seed=1, progressbar=False)
     M.add_importance(idata, spec)
-    idata.posterior.attrs[S.ATTR_FREE] = json.dumps(["alpha", "sigma", "tau", "sigma_seed", "beta_tilde",
+    idata.posterior.attrs[ATTR_FREE] = json.dumps(["alpha", "sigma", "tau", "sigma_seed", "beta_tilde",
                                                       "gamma_tilde", "eta"])
     return health(idata, time.perf_counter() - start, f"pm.sample() defaults, exact Binomial model, {rows} rows"), idata
 

@@ -110,6 +110,7 @@ def run_study(study: dict, sampler: dict) -> dict:
     """Simulate, fit and score one study. Returns its record (JSON-ready)."""
     logging.getLogger("pymc").setLevel(logging.ERROR)
     from whatmatters import model, summarize
+    from whatmatters.posterior import importance_by_scope
 
     spec = {
         "factors": {f: {"levels": [f"{f}_{k}" for k in range(n)], "baseline": f"{f}_0"}
@@ -131,7 +132,7 @@ def run_study(study: dict, sampler: dict) -> dict:
 
     true_fd = np.array([[truth["importance"][f][d] for d in study["datasets"]] for f in FACTORS])   # (F, D)
     scopes = {"pooled": true_fd.mean(axis=1), **{d: true_fd[:, k] for k, d in enumerate(study["datasets"])}}
-    post = summarize.importance_by_scope(idata)                          # scope -> (chain, draw, factor)
+    post = importance_by_scope(idata)                          # scope -> (chain, draw, factor)
     intervals = []
     for scope, true in scopes.items():
         draws = post[scope].sel(factor=FACTORS).values.reshape(-1, len(FACTORS))   # (S, F)

@@ -11,6 +11,7 @@ from whatmatters import collapsed as C
 from whatmatters import estimands as E
 from whatmatters import model as M
 from whatmatters import plots
+from whatmatters import posterior as P
 from whatmatters import summarize as S
 from whatmatters.errors import WhatmattersError
 from whatmatters.outcomes import empirical_logit
@@ -148,7 +149,7 @@ def test_fit_stores_runs_estimands_and_provenance(fitted):
     data = idata.constant_data
     assert list(data["run"].values) == table.run_id.tolist()
     assert (data["run_trials"].values == table.n_test.values).all()
-    prov = S.provenance_of(idata)
+    prov = P.provenance_of(idata)
     assert prov["method"] == "collapsed" and prov["sampler_used"] == "pymc" and prov["max_variance_shift"] < 0.1
 
 

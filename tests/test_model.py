@@ -5,6 +5,7 @@ import pymc as pm
 import pytest
 
 from whatmatters import model as M
+from whatmatters import posterior as P
 from whatmatters import summarize as S
 from whatmatters.errors import WhatmattersError
 
@@ -139,7 +140,7 @@ def planted_fit(tmp_path_factory):
     table = M.simulate_table(spec, PLANTED, configs=24, seeds=2, trials=600, random_seed=3)[0]
     idata = M.fit(table, spec)
     path = tmp_path_factory.mktemp("fit") / "posterior.nc"
-    M.save(idata, path)
+    P.save(idata, path)
     return spec, idata, path
 
 
@@ -161,13 +162,13 @@ def test_planted_hierarchy_recovered(planted_fit):
 @pytest.mark.slow
 def test_fit_output_survives_netcdf(planted_fit):
     spec, idata, path = planted_fit
-    back = M.load(path)
+    back = P.load(path)
     post = back.posterior
     assert post["importance"].dims == ("chain", "draw", "factor", "dataset")
     assert post["importance_pooled"].dims == ("chain", "draw", "factor")
     assert post.sizes["draw"] == spec["sampler"]["draws"] and post.sizes["chain"] == 2
-    assert S.spec_of(back) == spec
-    prov = S.provenance_of(back)
+    assert P.spec_of(back) == spec
+    prov = P.provenance_of(back)
     assert prov["step"] == "fit" and "code_revision" in prov and "pymc" in prov["versions"]
     assert list(post["beta_init"]["level_init"].values) == LEVELS["init"]
 

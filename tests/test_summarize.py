@@ -82,11 +82,6 @@ def test_importance_interval_contains_mean():
     assert (table.sd > 0).all()
 
 
-def test_hdi_exact():
-    assert S.hdi([0, 1, 2, 3, 4, 5, 6, 7, 8, 100], 0.8) == (0.0, 8.0)     # skips the outlier
-    assert S.hdi(np.arange(101.0), 0.5) == (0.0, 50.0)
-
-
 def test_hypotheses_exact(idata):
     out = S.hypothesis_probabilities(idata, [{"name": "abc", "order": ["a", "b", "c"]},
                                              {"name": "ca", "order": ["c", "a"]}])

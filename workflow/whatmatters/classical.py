@@ -38,8 +38,7 @@ from statsmodels.tools.sm_exceptions import SingularMatrixWarning
 
 from whatmatters import outcomes
 from whatmatters.errors import WhatmattersError
-
-POOLED = "pooled"   # same scope name as `whatmatters.summarize.POOLED`
+from whatmatters.posterior import POOLED
 
 _DATASET = "dataset_"   # alias of the dataset column inside formulas
 

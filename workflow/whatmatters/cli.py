@@ -164,7 +164,7 @@ def cmd_aggregate(args) -> None:
 
 
 def cmd_fit(args) -> None:
-    from whatmatters import model
+    from whatmatters import model, posterior
     from whatmatters.aggregate import missing_message, present_runs, read_table
 
     spec = json.loads(args.spec)
@@ -173,27 +173,26 @@ def cmd_fit(args) -> None:
     if missing:
         print(f"whatmatters fit: warning: fitting without {missing_message(missing, len(table))}", file=sys.stderr)
     idata = model.fit(runs, spec)
-    model.save(idata, args.out)
+    posterior.save(idata, args.out)
 
 
 def cmd_summarize(args) -> None:
-    from whatmatters import model, summarize
-
+    from whatmatters import posterior, summarize
     from whatmatters.aggregate import present_runs, read_table
 
     table, missing = present_runs(read_table(args.table), allow_missing=True) if args.table else (None, [])
-    summarize.write_summaries(model.load(args.posterior), json.loads(args.spec), args.out_dir, table,
+    summarize.write_summaries(posterior.load(args.posterior), json.loads(args.spec), args.out_dir, table,
                               missing=missing)
 
 
 def cmd_plot(args) -> None:
-    from whatmatters import model, plots
+    from whatmatters import plots, posterior
 
-    plots.plot_outcome(model.load(args.posterior), json.loads(args.spec), args.out_dir)
+    plots.plot_outcome(posterior.load(args.posterior), json.loads(args.spec), args.out_dir)
 
 
 def cmd_compare_outcomes(args) -> None:
-    from whatmatters import model, plots, summarize
+    from whatmatters import plots, posterior, summarize
     from whatmatters.errors import WhatmattersError
 
     posteriors = {}
@@ -201,7 +200,7 @@ def cmd_compare_outcomes(args) -> None:
         outcome, sep, path = item.partition("=")
         if not sep:
             raise WhatmattersError(f"--posterior {item!r}: expected OUTCOME=PATH")
-        posteriors[outcome] = model.load(path)
+        posteriors[outcome] = posterior.load(path)
     summarize.write_outcome_comparison(posteriors, args.out_csv, args.contrasts_csv)
     plots.plot_outcomes(posteriors, args.plot)
 

@@ -54,7 +54,7 @@ import scipy.linalg
 import xarray as xr
 from pytensor.graph import Apply, Op
 
-from whatmatters.summarize import level_dim
+from whatmatters.posterior import level_dim
 
 ALPHA_SD = 1.5            # as in whatmatters.model: the priors are the same on both models
 SIGMA_SCALE = 1.0

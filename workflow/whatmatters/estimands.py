@@ -32,8 +32,11 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import xarray as xr
+from scipy.stats import kendalltau
+
 from whatmatters import outcomes
-from whatmatters.summarize import level_dim
+from whatmatters.hypotheses import kendall_tau_draws
+from whatmatters.posterior import POOLED, interaction_names, level_dim, level_effects
 
 ESTIMANDS = {   # posterior variable -> (label, unit) for an accuracy outcome; see `describe`
     "importance": ("sd of level effects", "logit"),
@@ -55,19 +58,6 @@ def describe(name: str, outcome: dict | None = None) -> tuple[str, str]:
                            else "tunability: best level - baseline", o["unit"]),
             "importance_total": ("total sd incl. interactions", link)}[name]
 MAX_CELLS = 200   # design cells per dataset averaged over for the accuracy scale (a seeded sample)
-
-
-def level_effects(posterior: xr.Dataset, factor: str) -> xr.DataArray:
-    """e_{f,d}[l] = beta_f[l] + gamma_f[d, l], dims (chain, draw, dataset, level_<f>)."""
-    effect = posterior[f"beta_{factor}"]
-    if f"gamma_{factor}" in posterior:
-        return (effect + posterior[f"gamma_{factor}"]).transpose("chain", "draw", "dataset", level_dim(factor))
-    return effect.expand_dims(dataset=posterior["dataset"].values).transpose("chain", "draw", "dataset", ...)
-
-
-def interaction_names(posterior: xr.Dataset) -> dict[tuple[str, str], str]:
-    return {tuple(str(v)[len("interaction_"):].split("__")): str(v)
-            for v in posterior.data_vars if str(v).startswith("interaction_")}
 
 
 def add_estimands(posterior: xr.Dataset, spec: dict, level_codes: np.ndarray, dataset_codes: np.ndarray,
@@ -160,15 +150,11 @@ def rank_agreement(posterior: xr.Dataset) -> pd.DataFrame:
     `tau_of_means` (tau between the posterior-mean importances) and `tau_mean` (posterior
     mean of the per-draw tau between the two rankings).
     """
-    from scipy.stats import kendalltau
-
-    from whatmatters.hypotheses import kendall_tau_draws
-
     names = present(posterior)
     rows = []
-    scopes = ["pooled", *[str(d) for d in posterior["dataset"].values]]
+    scopes = [POOLED, *[str(d) for d in posterior["dataset"].values]]
     for scope in scopes:
-        arrays = {n: (posterior[f"{n}_pooled"] if scope == "pooled" else posterior[n].sel(dataset=scope))
+        arrays = {n: (posterior[f"{n}_pooled"] if scope == POOLED else posterior[n].sel(dataset=scope))
                   .transpose("chain", "draw", "factor").values.reshape(-1, posterior.sizes["factor"])
                   for n in names}
         for i, a in enumerate(names):

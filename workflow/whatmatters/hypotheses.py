@@ -20,6 +20,7 @@ import pandas as pd
 import xarray as xr
 
 from whatmatters.errors import WhatmattersError
+from whatmatters.posterior import INTERVAL, hdi
 
 
 def evaluate(importance: xr.DataArray, hypotheses: list[dict]) -> dict:
@@ -36,9 +37,6 @@ def evaluate(importance: xr.DataArray, hypotheses: list[dict]) -> dict:
     Raises:
       WhatmattersError: a hypothesis names a factor the posterior does not have.
     """
-    # Imported here: summarize's writer may import this module, and either may load first.
-    from whatmatters.summarize import INTERVAL, hdi
-
     known = [str(f) for f in importance["factor"].values]
     out = {}
     for h in hypotheses:

@@ -67,7 +67,8 @@ from whatmatters.collapsed import zero_sum_basis
 from whatmatters.outcomes import pooled_logit
 from whatmatters.errors import WhatmattersError
 from whatmatters.io import atomic_path, provenance
-from whatmatters.summarize import ATTR_FREE, ATTR_PROVENANCE, ATTR_SPEC, level_dim, spec_of
+from whatmatters.posterior import (ATTR_FREE, ATTR_PROVENANCE, ATTR_SPEC, interaction_names, level_dim,
+                                   level_effects, spec_of)
 
 log = logging.getLogger(__name__)
 
@@ -185,7 +186,7 @@ def fit(table: pd.DataFrame, spec: dict) -> az.InferenceData:
       (`run_dataset`, `run_level` (run, factor), and `run_successes`, `run_trials` (binomial)
       or `run_value` (continuous outcomes));
       `posterior.attrs` holds the spec, the provenance and the free variables' names as
-      JSON strings (they survive `save`/`load`).
+      JSON strings (they survive `posterior.save`/`load`).
     """
     with _one_blas_thread():
         return _fit(table, spec)
@@ -371,8 +372,6 @@ def add_importance(idata: az.InferenceData, spec: dict) -> az.InferenceData:
     """Add `importance` (chain, draw, factor, dataset) and `importance_pooled`
     (chain, draw, factor) to `idata.posterior`, in place, from `beta_<f>` and `gamma_<f>`
     (the logit-scale estimand alone; `fit` adds all of them)."""
-    from whatmatters.estimands import level_effects
-
     post = idata.posterior
     per_factor = [level_effects(post, f).std(level_dim(f), ddof=1) for f in spec["factors"]]
     importance = xr.concat(per_factor, dim=pd.Index(list(spec["factors"]), name="factor"))
@@ -386,8 +385,6 @@ def replicate(idata: az.InferenceData, n_draws: int = 100, seed: int = 0) -> np.
     generative process (accuracies k_r / n_r with k_r ~ Binomial(n_r, logistic(mu_r + eps_r)),
     or values exp(mu_r + eps_r) of a continuous outcome), one row per
     posterior draw (drawn evenly over chains and draws), the runs of `constant_data`."""
-    from whatmatters.estimands import interaction_names, level_effects
-
     rng = np.random.default_rng(seed)
     post = idata.posterior.stack(sample=("chain", "draw"))
     pick = np.linspace(0, post.sizes["sample"] - 1, min(n_draws, post.sizes["sample"])).astype(int)
@@ -407,19 +404,6 @@ def replicate(idata: az.InferenceData, n_draws: int = 100, seed: int = 0) -> np.
     outcome = spec_of(idata)["outcome"]
     trials = data["run_trials"].values if "run_trials" in data else None
     return outcomes.replicate(outcome, eta, trials, rng)
-
-
-def save(idata: az.InferenceData, path) -> None:
-    """Write `idata` to NetCDF at `path`, atomically (whole file or the old one)."""
-    with atomic_path(path) as tmp:
-        idata.to_netcdf(str(tmp))
-
-
-def load(path) -> az.InferenceData:
-    """Read an InferenceData written by `save`, fully into memory (the file is not kept open)."""
-    idata = az.from_netcdf(str(path))
-    idata.load()
-    return idata
 
 
 def simulate_table(spec: dict, importance: dict[str, float], *, configs: int = 50, seeds: int = 3,

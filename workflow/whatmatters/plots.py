@@ -17,10 +17,10 @@ import numpy as np  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 
 from whatmatters.io import atomic_path  # noqa: E402
-from whatmatters.summarize import (  # noqa: E402
-    POOLED, diagnostics, expected_ranks, hdi, importance_by_scope, level_dim, provenance_of,
-    rank_probabilities, spec_of,
+from whatmatters.posterior import (  # noqa: E402
+    POOLED, hdi, importance_by_scope, level_dim, provenance_of, spec_of,
 )
+from whatmatters.summarize import diagnostics, expected_ranks, rank_probabilities  # noqa: E402
 
 RED, GREEN, ORANGE, BLUE = "#c0392b", "#1e8449", "#d68910", "#2e86c1"
 

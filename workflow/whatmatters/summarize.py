@@ -3,11 +3,11 @@ hypothesis probabilities and sampler diagnostics.
 
 Every function here is pure: it reads an `az.InferenceData` whose posterior holds
 
-    importance         (chain, draw, factor, dataset)   s_{f,d}, see `whatmatters.model`
+    importance         (chain, draw, factor, dataset)   s_{f,d}, see `whatmatters.estimands`
     importance_pooled  (chain, draw, factor)            s_f = mean_d s_{f,d}
 
-and returns plain tables or dicts. A "scope" is where importance is measured:
-"pooled" or one dataset's name. Only `write_summaries` touches the disk.
+and returns plain tables or dicts, per scope (`whatmatters.posterior`). Only
+`write_summaries` and `write_outcome_comparison` touch the disk.
 """
 
 from __future__ import annotations
@@ -22,48 +22,16 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
+from whatmatters import hypotheses as H
 from whatmatters.errors import WhatmattersError
+from whatmatters.estimands import describe, present, rank_agreement
 from whatmatters.io import atomic_path, provenance, write_json
+from whatmatters.posterior import ATTR_FREE, INTERVAL, POOLED, hdi, importance_by_scope, provenance_of, spec_of
 
 log = logging.getLogger(__name__)
 
-POOLED = "pooled"
-INTERVAL = 0.90          # importance.csv interval: hdi_5 .. hdi_95
 MAX_RHAT = 1.01          # Vehtari et al. (2021): above this, chains have not mixed
 MIN_ESS_PER_CHAIN = 100  # ... and below 100 per chain, tail quantiles are unreliable
-
-# JSON strings in `idata.posterior.attrs`, written by `model.fit`; they survive NetCDF.
-ATTR_SPEC = "whatmatters_spec"
-ATTR_PROVENANCE = "whatmatters_provenance"
-ATTR_FREE = "whatmatters_free_variables"
-
-
-def level_dim(factor: str) -> str:
-    """The dim (and coord) name of a factor's levels in the posterior, e.g. 'level_init'."""
-    return f"level_{factor}"
-
-
-def spec_of(idata: az.InferenceData) -> dict:
-    """The analysis spec a fit was made with ({} if the InferenceData has none)."""
-    raw = idata.posterior.attrs.get(ATTR_SPEC)
-    return json.loads(raw) if raw else {}
-
-
-def provenance_of(idata: az.InferenceData) -> dict:
-    """The provenance recorded by the fit ({} if the InferenceData has none)."""
-    raw = idata.posterior.attrs.get(ATTR_PROVENANCE)
-    return json.loads(raw) if raw else {}
-
-
-def importance_by_scope(idata: az.InferenceData, estimand: str = "importance") -> dict[str, xr.DataArray]:
-    """{"pooled": (chain, draw, factor), <dataset>: (chain, draw, factor), ...}, pooled first,
-    of one estimand (a posterior variable with a `<estimand>_pooled` twin, see
-    `whatmatters.estimands`)."""
-    post = idata.posterior
-    scopes = {POOLED: post[f"{estimand}_pooled"]}
-    for d in post[estimand]["dataset"].values:
-        scopes[str(d)] = post[estimand].sel(dataset=d, drop=True)
-    return {s: a.transpose("chain", "draw", "factor") for s, a in scopes.items()}
 
 
 def ranks(importance: xr.DataArray) -> xr.DataArray:
@@ -79,22 +47,6 @@ def ranks(importance: xr.DataArray) -> xr.DataArray:
     order = np.argsort(-arr.values, axis=-1, kind="stable")
     rank = np.argsort(order, axis=-1, kind="stable") + 1
     return arr.copy(data=rank)
-
-
-def hdi(samples, prob: float) -> tuple[float, float]:
-    """Highest-density interval: the narrowest interval holding `prob` of the samples.
-
-    Args:
-      samples: array-like of draws (any shape; flattened).
-    Returns:
-      (low, high), both among the samples.
-    """
-    x = np.sort(np.asarray(samples, dtype=float).ravel())
-    n = x.size
-    inside = min(n - 1, int(math.floor(prob * n)))    # index span of the interval
-    widths = x[inside:] - x[: n - inside]
-    i = int(np.argmin(widths))
-    return float(x[i]), float(x[i + inside])
 
 
 def importance_table(idata: az.InferenceData) -> pd.DataFrame:
@@ -157,8 +109,6 @@ def hypothesis_probabilities(idata: az.InferenceData, hypotheses: list[dict]) ->
     Raises:
       WhatmattersError: an order names an unknown factor, repeats one, or has < 2 factors.
     """
-    from whatmatters import hypotheses as H
-
     scopes = importance_by_scope(idata)
     known = [str(f) for f in scopes[POOLED]["factor"].values]
     for h in hypotheses:
@@ -178,8 +128,6 @@ def hypothesis_probabilities(idata: az.InferenceData, hypotheses: list[dict]) ->
 
 def hypotheses_table(idata: az.InferenceData, hypotheses: list[dict]) -> pd.DataFrame:
     """One row per (hypothesis, scope): p_holds and Kendall's tau (`hypotheses.table`)."""
-    from whatmatters import hypotheses as H
-
     return H.table({scope: H.evaluate(imp, hypotheses) for scope, imp in importance_by_scope(idata).items()})
 
 
@@ -191,8 +139,6 @@ def estimands_table(idata: az.InferenceData) -> pd.DataFrame:
       `expected_rank` (posterior mean rank, 1 = most important), `rank_hdi_5`,
       `rank_hdi_95`, `p_rank_1`.
     """
-    from whatmatters.estimands import describe, present
-
     outcome = spec_of(idata).get("outcome")
     rows = []
     for name in present(idata.posterior):
@@ -214,7 +160,7 @@ def classical_check(idata: az.InferenceData, table: pd.DataFrame, spec: dict) ->
     """The Bayesian ranks beside fixed-effects ANOVA eta^2 on the same run table
     (`whatmatters.classical`), per scope; `agrees` is False where the classical rank falls
     outside the central 90% posterior rank interval."""
-    from whatmatters import classical
+    from whatmatters import classical   # statsmodels: imported only by the step that needs it
 
     bayes = {scope: ranks(imp) for scope, imp in importance_by_scope(idata).items()}
     return classical.compare(bayes, classical.eta_squared(table, spec), interval=INTERVAL)
@@ -224,7 +170,7 @@ def diagnostics(idata: az.InferenceData) -> dict:
     """Sampler health: divergences, R-hat, bulk and tail ESS.
 
     The worst values are taken over the model's free variables (their names are stored by
-    `model.fit`; without them, over every posterior variable but the importances, or over
+    the fit, ATTR_FREE; without them, over every posterior variable but the importances, or over
     all if that leaves none), and reported again per importance (factor x scope).
 
     Returns:
@@ -288,8 +234,6 @@ def write_summaries(idata: az.InferenceData, spec: dict, out_dir, table: pd.Data
     warning if sampling was unhealthy and where the classical check disagrees.
     `missing`: run_ids of design runs the fit went without (analysis.allow_missing), counted
     and named in diagnostics.json. Returns {name: path}."""
-    from whatmatters.estimands import rank_agreement
-
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     prov = provenance(step="summarize", outcome=spec.get("outcome", {}).get("name"),
