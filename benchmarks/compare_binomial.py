@@ -17,12 +17,12 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "workflow"))
 
 import whatmatters  # noqa: E402,F401  (thread and BLAS settings before pymc loads)
-from whatmatters import model as M  # noqa: E402
 from whatmatters import summarize as S  # noqa: E402
 from whatmatters.posterior import importance_by_scope  # noqa: E402
 from whatmatters.aggregate import read_table  # noqa: E402
 from whatmatters.analysis_spec import analysis_spec  # noqa: E402
 from whatmatters.config import read_config  # noqa: E402
+from whatmatters.fitting import fit  # noqa: E402
 from whatmatters.io import write_json  # noqa: E402
 from whatmatters.study import load_study  # noqa: E402
 
@@ -42,7 +42,7 @@ def main():
         spec = analysis_spec(study, args.outcome)
         spec["sampler"] = {**spec["sampler"], "method": method, "sampler": "pymc"}
         start = time.perf_counter()
-        idata = M.fit(table, spec)
+        idata = fit(table, spec)
         fits[method] = {"idata": idata, "seconds": round(time.perf_counter() - start, 1), "spec": spec}
 
     rows, result = [], {"runs": len(table), "outcome": args.outcome, "methods": {}}

@@ -1,10 +1,10 @@
 """Fit speed and sampling health on a 20,000-run table, side by side in one process:
 
-  whatmatters  `model.fit`: the collapsed model, NUTS from a Laplace start with a dense
+  whatmatters  `fitting.fit`: the collapsed model, NUTS from a Laplace start with a dense
                mass matrix (2 chains x 1000 draws, 1000 tune, target_accept 0.9)
   pm.sample()  the same collapsed model and table with PyMC's defaults (jitter+adapt_diag,
                1000 draws, 1000 tune, target_accept 0.8, chains = cores)
-  binomial     optional (--binomial-rows N): the exact Binomial model (`model.build_model`,
+  binomial     optional (--binomial-rows N): the exact Binomial model (`binomial.build_model`,
                a latent per run) with pm.sample() defaults on N random rows
 
 Table: 7 factors with 3-6 levels, 3 datasets, 3 seeds per config, 2000 test examples per
@@ -32,7 +32,10 @@ import pymc as pm  # noqa: E402
 from whatmatters import collapsed as C  # noqa: E402
 from whatmatters.outcomes import empirical_logit  # noqa: E402
 from whatmatters import estimands as E  # noqa: E402
-from whatmatters import model as M  # noqa: E402
+from whatmatters import binomial  # noqa: E402
+from whatmatters.fitting import fit  # noqa: E402
+from whatmatters.runtable import codes  # noqa: E402
+from whatmatters.simulation import simulate_table  # noqa: E402
 from whatmatters import summarize as S  # noqa: E402
 from whatmatters.posterior import ATTR_FREE  # noqa: E402
 from whatmatters.io import write_json  # noqa: E402
@@ -63,13 +66,13 @@ def health(idata, seconds: float, name: str) -> dict:
 
 def ours(table, spec):
     start = time.perf_counter()
-    idata = M.fit(table, spec)
+    idata = fit(table, spec)
     return health(idata, time.perf_counter() - start, "whatmatters fit (collapsed, Laplace start)"), idata
 
 
 def default_collapsed(table, spec):
     start = time.perf_counter()
-    lc, dc = C.codes(table, spec)
+    lc, dc = codes(table, spec)
     c = C.prepare(lc, dc, *empirical_logit(table.n_test_correct, table.n_test), LEVELS, NAMES, spec["datasets"])
     with C.build_model(c):
         idata = pm.sample(random_seed=1, progressbar=False)
@@ -83,9 +86,9 @@ def default_collapsed(table, spec):
 def default_binomial(table, spec, rows):
     start = time.perf_counter()
     sub = table.sample(rows, random_state=0)      # all three datasets
-    with M.build_model(sub, spec):
+    with binomial.build_model(sub, spec):
         idata = pm.sample(random_seed=1, progressbar=False)
-    M.add_importance(idata, spec)
+    E.add_estimands(idata.posterior, spec, *codes(sub, spec))
     idata.posterior.attrs[ATTR_FREE] = json.dumps(["alpha", "sigma", "tau", "sigma_seed", "beta_tilde",
                                                       "gamma_tilde", "eta"])
     return health(idata, time.perf_counter() - start, f"pm.sample() defaults, exact Binomial model, {rows} rows"), idata
@@ -98,7 +101,7 @@ def main():
     args = p.parse_args()
 
     spec = make_spec()
-    table, _ = M.simulate_table(spec, dict(zip(NAMES, PLANTED)), configs=2222, seeds=3, trials=2000,
+    table, _ = simulate_table(spec, dict(zip(NAMES, PLANTED)), configs=2222, seeds=3, trials=2000,
                                 random_seed=0)
     rows = [ours(table, spec)[0], default_collapsed(table, spec)[0]]
     if args.binomial_rows:

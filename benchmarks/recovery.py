@@ -1,8 +1,8 @@
 """Recovery of planted importances: does the model find the order and cover the truth?
 
 Each simulated study draws a run table from the model's own generative process
-(`whatmatters.model.simulate_table`) with planted importances, fits it with
-`whatmatters.model.fit` (the collapsed model, PyMC's NUTS) and compares the posterior
+(`whatmatters.simulation.simulate_table`) with planted importances, fits it with
+`whatmatters.fitting.fit` (the collapsed model, PyMC's NUTS) and compares the posterior
 with the truth:
 
   (a) order: is the modal full order of the pooled importances over the draws the planted
@@ -109,7 +109,9 @@ def draw_study(study_seed: int, n_datasets: int, ratio: float | None, sim: dict)
 def run_study(study: dict, sampler: dict) -> dict:
     """Simulate, fit and score one study. Returns its record (JSON-ready)."""
     logging.getLogger("pymc").setLevel(logging.ERROR)
-    from whatmatters import model, summarize
+    from whatmatters import summarize
+    from whatmatters.fitting import fit
+    from whatmatters.simulation import simulate_table
     from whatmatters.posterior import importance_by_scope
 
     spec = {
@@ -120,13 +122,13 @@ def run_study(study: dict, sampler: dict) -> dict:
         "hypotheses": [],
         "sampler": {**sampler, "seed": study["seed"]},
     }
-    table, truth = model.simulate_table(
+    table, truth = simulate_table(
         spec, study["importance"], configs=study["configs"], seeds=study["seeds"], trials=study["trials"],
         accuracy=study["accuracy"], dataset_deviation=study["dataset_deviation"], seed_sd=study["seed_sd"],
         diverged_fraction=study["diverged_fraction"], diverged_accuracy=study["diverged_accuracy"],
         unstable=tuple(study["unstable"]) if study["unstable"] else None, random_seed=study["seed"])
     start = time.perf_counter()
-    idata = model.fit(table, spec)
+    idata = fit(table, spec)
     fit_seconds = time.perf_counter() - start
     diag = summarize.diagnostics(idata)
 

@@ -9,12 +9,16 @@ from scipy.stats import halfnorm, multivariate_normal
 
 from whatmatters import collapsed as C
 from whatmatters import estimands as E
-from whatmatters import model as M
 from whatmatters import plots
 from whatmatters import posterior as P
 from whatmatters import summarize as S
 from whatmatters.errors import WhatmattersError
+from whatmatters.fitting import fit
 from whatmatters.outcomes import empirical_logit
+from whatmatters.ppc import replicate
+from whatmatters.priors import zero_sum_basis
+from whatmatters.runtable import codes
+from whatmatters.simulation import simulate_table
 
 LEVELS = {"a": ["x", "y", "z"], "b": ["p", "q"], "c": ["k", "l", "m", "n"]}
 
@@ -32,19 +36,19 @@ def make_spec(datasets=("d1", "d2", "d3"), interactions=False, method="collapsed
 
 def brute_force_loglik(table, spec, c, sigma, tau, sigma_seed, sigma_int):
     """log p(cell means, within-cell SS | scales) from the dense multivariate normal."""
-    lc, dc = C.codes(table, spec)
+    lc, dc = codes(table, spec)
     y, _ = empirical_logit(table.n_test_correct, table.n_test)
     keys, inv, m = np.unique(np.column_stack([dc, lc]), axis=0, return_inverse=True, return_counts=True)
     inv = inv.ravel()
     ybar = np.bincount(inv, weights=y) / m
     ss = np.bincount(inv, weights=(y - ybar[inv]) ** 2)
     noise = c.variance[c.group_of_cell] + sigma_seed[keys[:, 0]] ** 2
-    bases = [C.zero_sum_basis(len(lv)) for lv in LEVELS.values()]
+    bases = [zero_sum_basis(len(lv)) for lv in LEVELS.values()]
     main = np.hstack([b[keys[:, 1 + i]] for i, b in enumerate(bases)])
     n_data = len(spec["datasets"])
     x = [np.eye(n_data)[keys[:, 0]], main]
     if n_data > 1:
-        x.append((C.zero_sum_basis(n_data)[keys[:, 0]][:, :, None] * main[:, None, :]).reshape(len(m), -1))
+        x.append((zero_sum_basis(n_data)[keys[:, 0]][:, :, None] * main[:, None, :]).reshape(len(m), -1))
     if c.pairs:
         for f, g in [(0, 1), (0, 2), (1, 2)]:
             x.append((bases[f][keys[:, 1 + f]][:, :, None] * bases[g][keys[:, 1 + g]][:, None, :]).reshape(len(m), -1))
@@ -59,8 +63,8 @@ def brute_force_loglik(table, spec, c, sigma, tau, sigma_seed, sigma_int):
                                                     (("d1",), False)])
 def test_marginal_likelihood_is_exact(datasets, interactions):
     spec = make_spec(datasets, interactions)
-    table, _ = M.simulate_table(spec, {"a": 1.0, "b": 0.3, "c": 0.1}, configs=15, seeds=3, trials=300, random_seed=1)
-    lc, dc = C.codes(table, spec)
+    table, _ = simulate_table(spec, {"a": 1.0, "b": 0.3, "c": 0.1}, configs=15, seeds=3, trials=300, random_seed=1)
+    lc, dc = codes(table, spec)
     c = C.prepare(lc, dc, *empirical_logit(table.n_test_correct, table.n_test), [3, 2, 4], list(LEVELS), list(datasets),
                   interactions=interactions)
     model = C.build_model(c)
@@ -94,8 +98,8 @@ def test_marginal_likelihood_is_exact(datasets, interactions):
 
 def test_gradient_matches_finite_differences():
     spec = make_spec(interactions=True)
-    table, _ = M.simulate_table(spec, {"a": 1.0, "b": 0.3, "c": 0.1}, configs=15, seeds=3, trials=300, random_seed=2)
-    lc, dc = C.codes(table, spec)
+    table, _ = simulate_table(spec, {"a": 1.0, "b": 0.3, "c": 0.1}, configs=15, seeds=3, trials=300, random_seed=2)
+    lc, dc = codes(table, spec)
     c = C.prepare(lc, dc, *empirical_logit(table.n_test_correct, table.n_test), [3, 2, 4], list(LEVELS), spec["datasets"],
                   interactions=True)
     model = C.build_model(c)
@@ -110,9 +114,9 @@ def test_gradient_matches_finite_differences():
 
 def test_binomial_method_refuses_interactions():
     spec = make_spec(interactions=True, method="binomial")
-    table, _ = M.simulate_table(spec, {"a": 1.0}, configs=10, seeds=2, random_seed=1)
+    table, _ = simulate_table(spec, {"a": 1.0}, configs=10, seeds=2, random_seed=1)
     with pytest.raises(WhatmattersError, match="interactions"):
-        M.fit(table, spec)
+        fit(table, spec)
 
 
 PLANTED = {"a": 1.0, "b": 0.45, "c": 0.1}
@@ -121,8 +125,8 @@ PLANTED = {"a": 1.0, "b": 0.45, "c": 0.1}
 @pytest.fixture(scope="module")
 def fitted():
     spec = make_spec()
-    table, truth = M.simulate_table(spec, PLANTED, configs=20, seeds=3, trials=1000, random_seed=5)
-    return spec, table, truth, M.fit(table, spec)
+    table, truth = simulate_table(spec, PLANTED, configs=20, seeds=3, trials=1000, random_seed=5)
+    return spec, table, truth, fit(table, spec)
 
 
 def test_planted_hierarchy_recovered_with_healthy_sampling(fitted):
@@ -155,7 +159,7 @@ def test_fit_stores_runs_estimands_and_provenance(fitted):
 
 def test_posterior_predictive_reproduces_the_runs(fitted, tmp_path):
     spec, table, truth, idata = fitted
-    rep = M.replicate(idata, n_draws=40, seed=1)
+    rep = replicate(idata, n_draws=40, seed=1)
     assert rep.shape == (40, len(table)) and ((rep >= 0) & (rep <= 1)).all()
     # per run that did not diverge, the replicated mean tracks the observed accuracy
     ok = (table.status == "ok").to_numpy()
@@ -226,11 +230,11 @@ def test_continuous_outcome_recovers_planted_effects_on_the_log_scale():
     from whatmatters.outcomes import OUTCOMES
 
     spec = make_spec(datasets=("d1", "d2"))
-    table, truth = M.simulate_table(spec, PLANTED, configs=20, seeds=3, trials=100_000,
+    table, truth = simulate_table(spec, PLANTED, configs=20, seeds=3, trials=100_000,
                                     diverged_fraction=0.0, random_seed=6)
     table["train_loss"] = (table.n_test - table.n_test_correct) / table.n_test_correct
     spec["outcome"] = {"name": "final_train_loss", **OUTCOMES["final_train_loss"]}
-    idata = M.fit(table, spec)
+    idata = fit(table, spec)
     assert S.diagnostics(idata)["ok"]
     assert list(S.expected_ranks(idata).index) == ["a", "b", "c"]
     imp = S.importance_table(idata)
@@ -245,20 +249,20 @@ def test_continuous_outcome_recovers_planted_effects_on_the_log_scale():
     assert set(est.loc[est.estimand == "importance", "unit"]) == {"log"}
     assert set(est.loc[est.estimand == "importance_natural", "unit"]) == {"nats"}
     assert "run_value" in idata.constant_data
-    assert M.replicate(idata, n_draws=5).shape == (5, len(table))
+    assert replicate(idata, n_draws=5).shape == (5, len(table))
 
 
 def test_continuous_outcome_refuses_missing_values_and_the_binomial_method():
     from whatmatters.outcomes import OUTCOMES
 
     spec = make_spec(datasets=("d1",))
-    table, _ = M.simulate_table(spec, PLANTED, configs=10, seeds=2, random_seed=1)
+    table, _ = simulate_table(spec, PLANTED, configs=10, seeds=2, random_seed=1)
     table["ece"] = 0.05
     table.loc[3, "ece"] = float("nan")
     spec["outcome"] = {"name": "calibration_error", **OUTCOMES["calibration_error"]}
     with pytest.raises(WhatmattersError, match=r"'ece' is missing for run\(s\) \['d1/"):
-        M.fit(table, spec)
+        fit(table, spec)
     table.loc[3, "ece"] = 0.05
     spec["sampler"]["method"] = "binomial"
     with pytest.raises(WhatmattersError, match="continuous"):
-        M.fit(table, spec)
+        fit(table, spec)

@@ -86,9 +86,10 @@ def test_level_effects_marks_baseline():
 def test_outcomes_are_compared_side_by_side_with_the_optimization_contrast(tmp_path):
     """Two outcomes with opposite planted orders: the comparison table says so, the
     contrast puts a > 0 shift on the factor that matters for train accuracy only."""
-    from whatmatters import model as M
     from whatmatters import plots, summarize
+    from whatmatters.fitting import fit
     from whatmatters.outcomes import OUTCOMES
+    from whatmatters.simulation import simulate_table
 
     spec = {"factors": {f: {"levels": ["l0", "l1", "l2"], "baseline": "l0"} for f in ("a", "b", "c")},
             "datasets": ["d1"], "hypotheses": [],
@@ -96,9 +97,9 @@ def test_outcomes_are_compared_side_by_side_with_the_optimization_contrast(tmp_p
     posteriors = {}
     for outcome, planted in (("train_accuracy", {"a": 1.0, "b": 0.3, "c": 0.05}),
                              ("test_accuracy", {"a": 0.05, "b": 0.3, "c": 1.0})):
-        table, _ = M.simulate_table(spec, planted, configs=27, seeds=2, trials=2000, random_seed=3)
+        table, _ = simulate_table(spec, planted, configs=27, seeds=2, trials=2000, random_seed=3)
         table["n_train_correct"], table["n_train"] = table["n_test_correct"], table["n_test"]
-        posteriors[outcome] = M.fit(table, {**spec, "outcome": {"name": outcome, **OUTCOMES[outcome]}})
+        posteriors[outcome] = fit(table, {**spec, "outcome": {"name": outcome, **OUTCOMES[outcome]}})
     ranks, contrasts = summarize.compare_outcomes(posteriors)
     top = ranks.loc[ranks.groupby("outcome")["expected_rank"].idxmin()].set_index("outcome")["factor"]
     assert top.to_dict() == {"train_accuracy": "a", "test_accuracy": "c"}

@@ -304,7 +304,7 @@ def holed_table(store, tmp_path):
 
 
 def test_the_fit_refuses_missing_runs_unless_the_study_allows(holed_table, tmp_path, capsys, monkeypatch):
-    from whatmatters import model
+    from whatmatters import fitting, posterior
 
     table, spec = holed_table
     fit = ["fit", "--table", str(table), "--out", str(tmp_path / "posterior.nc"), "--spec"]
@@ -316,8 +316,8 @@ def test_the_fit_refuses_missing_runs_unless_the_study_allows(holed_table, tmp_p
         "holes. Retrain them (see the aggregate log), or set analysis.allow_missing: true to fit without them\n")
 
     fitted = {}
-    monkeypatch.setattr(model, "fit", lambda runs, spec: fitted.setdefault("runs", runs))
-    monkeypatch.setattr(model, "save", lambda idata, path: None)
+    monkeypatch.setattr(fitting, "fit", lambda runs, spec: fitted.setdefault("runs", runs))
+    monkeypatch.setattr(posterior, "save", lambda idata, path: None)
     main([*fit, json.dumps({**spec, "allow_missing": True})])
     assert capsys.readouterr().err == ("whatmatters fit: warning: fitting without 1 of 4 runs are missing "
                                        "(training failed): d-c2-1\n")
@@ -346,7 +346,7 @@ def test_every_kind_repeated_on_cpu_gives_identical_metrics():
 def test_diverged_runs_are_data_and_rank_their_factor_first():
     """A huge learning rate diverges; its runs keep their measured (chance) accuracies, enter
     the fit, and the optimizer comes out as the factor that matters most."""
-    from whatmatters import model
+    from whatmatters.fitting import fit
 
     data = tiny_data(n=256)
     grid = {"optimizer": {"adam": level("optimizer", "adam", lr=0.01),
@@ -374,7 +374,7 @@ def test_diverged_runs_are_data_and_rank_their_factor_first():
             "hypotheses": [],
             "sampler": {"chains": 2, "draws": 300, "tune": 300, "target_accept": 0.9, "seed": 1, "cores": 1,
                         "method": "collapsed", "sampler": "pymc"}}
-    idata = model.fit(table, spec)
+    idata = fit(table, spec)
     assert set(diverged["run_id"]) <= set(idata.constant_data["run"].values)   # the fit used them
     importance = idata.posterior["importance_pooled"]
     top = importance["factor"].values[importance.argmax("factor").values.ravel()]

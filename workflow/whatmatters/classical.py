@@ -36,7 +36,7 @@ import statsmodels.formula.api as smf
 from statsmodels.stats.anova import anova_lm
 from statsmodels.tools.sm_exceptions import SingularMatrixWarning
 
-from whatmatters import outcomes
+from whatmatters import outcomes, runtable
 from whatmatters.errors import WhatmattersError
 from whatmatters.posterior import POOLED
 
@@ -187,27 +187,11 @@ def _ratio(num: np.ndarray, den: np.ndarray) -> np.ndarray:
 
 
 def _checked_table(table: pd.DataFrame, spec: dict) -> pd.DataFrame:
-    """`table` itself, once its columns, datasets, levels and counts are known to fit `spec`."""
-    factors, datasets = list(spec["factors"]), list(spec["datasets"])
-    needed = outcomes.columns(spec["outcome"])
-    missing = [c for c in ["dataset", *factors, *needed] if c not in table.columns]
-    if missing:
-        raise WhatmattersError(f"eta_squared: run table lacks columns {missing}")
-    unknown = sorted(set(table["dataset"].astype(str)) - set(datasets))
-    if unknown:
-        raise WhatmattersError(f"eta_squared: datasets {unknown} are not in the spec {datasets}")
-    for f in factors:
-        levels = [str(level) for level in spec["factors"][f]["levels"]]
-        unknown = sorted(set(table[f].astype(str)) - set(levels))
-        if unknown:
-            raise WhatmattersError(f"eta_squared: factor {f!r} has levels {unknown} not in the spec {levels}")
+    """`table` checked as the fit checks it (`whatmatters.runtable.checked`); a table without
+    run ids names its runs by row."""
     if "run_id" not in table.columns:
         table = table.assign(run_id=[f"row {i}" for i in range(len(table))])
     try:
-        for col in needed:
-            if table[col].isna().any():
-                raise WhatmattersError(f"{int(table[col].isna().sum())} runs have no {col!r}")
-        outcomes.check(table, spec["outcome"])
+        return runtable.checked(table, spec)
     except WhatmattersError as e:
         raise WhatmattersError(f"eta_squared: {e}") from None
-    return table

@@ -164,7 +164,7 @@ def cmd_aggregate(args) -> None:
 
 
 def cmd_fit(args) -> None:
-    from whatmatters import model, posterior
+    from whatmatters import fitting, posterior
     from whatmatters.aggregate import missing_message, present_runs, read_table
 
     spec = json.loads(args.spec)
@@ -172,7 +172,7 @@ def cmd_fit(args) -> None:
     runs, missing = present_runs(table, spec.get("allow_missing", False))
     if missing:
         print(f"whatmatters fit: warning: fitting without {missing_message(missing, len(table))}", file=sys.stderr)
-    idata = model.fit(runs, spec)
+    idata = fitting.fit(runs, spec)
     posterior.save(idata, args.out)
 
 

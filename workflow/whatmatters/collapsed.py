@@ -1,6 +1,6 @@
 r"""The collapsed model: the hierarchical model with every level effect integrated out.
 
-Same structure as `whatmatters.model` (read its docstring first), with a Normal
+Same structure as `whatmatters.binomial` (read its docstring first), with a Normal
 likelihood on empirical logits in place of the Binomial. For cell c (one dataset d, one
 combination of levels; its m_c runs differ only in the seed) and run r in it, with k_r of
 n_r test examples correct:
@@ -46,6 +46,7 @@ from __future__ import annotations
 import itertools
 from dataclasses import dataclass
 
+import arviz as az
 import numpy as np
 import pandas as pd
 import pymc as pm
@@ -54,13 +55,12 @@ import scipy.linalg
 import xarray as xr
 from pytensor.graph import Apply, Op
 
+from whatmatters import outcomes, priors
 from whatmatters.posterior import level_dim
+from whatmatters.priors import ALPHA_SD, zero_sum_basis
+from whatmatters.runtable import codes
+from whatmatters.sampling import sample
 
-ALPHA_SD = 1.5            # as in whatmatters.model: the priors are the same on both models
-SIGMA_SCALE = 1.0
-TAU_SCALE = 0.5
-SEED_SD_SCALE = 0.5
-INTERACTION_SCALE = 0.5   # sd of pairwise interaction effects: below the main effects', a priori
 MAX_BINS = 24             # weight groups per dataset: bounds the per-gradient work
 BIN_RATIO = 1.02          # finest spacing of bin edges in v (2%)
 
@@ -96,19 +96,6 @@ class Collapsed:
     @property
     def n_columns(self) -> int:
         return self.m0.size
-
-
-def zero_sum_basis(n: int) -> np.ndarray:
-    """(n, n-1) orthonormal basis of the vectors summing to zero (Helmert contrasts).
-
-    With c ~ Normal(0, s) iid, basis @ c ~ ZeroSumNormal(s): the same distribution
-    `pm.ZeroSumNormal` has."""
-    basis = np.zeros((n, n - 1))
-    for k in range(1, n):
-        basis[:k, k - 1] = 1.0
-        basis[k, k - 1] = -k
-        basis[:, k - 1] /= np.sqrt(k * (k + 1))
-    return basis
 
 
 def interaction_pairs(factors: list[str]) -> list[tuple[str, str]]:
@@ -230,12 +217,8 @@ def build_model(c: Collapsed, coords_extra: dict | None = None) -> pm.Model:
     coords = {"factor": c.factors, "dataset": c.datasets, **(coords_extra or {})}
     with pm.Model(coords=coords) as model:
         # Priors
-        sigma = pm.HalfNormal("sigma", sigma=SIGMA_SCALE, dims="factor")
-        tau = (pm.HalfNormal("tau", sigma=TAU_SCALE, dims="factor")
-               if "gamma" in c.blocks else None)
-        sigma_seed = pm.HalfNormal("sigma_seed", sigma=SEED_SD_SCALE, dims="dataset")
-        sigma_interaction = (pm.HalfNormal("sigma_interaction", sigma=INTERACTION_SCALE)
-                             if "delta" in c.blocks else None)
+        sigma, tau, sigma_seed, sigma_interaction = priors.scales(multi="gamma" in c.blocks,
+                                                                  interactions="delta" in c.blocks)
 
         # Likelihood, theta integrated out
         lam = prior_variance(c, sigma, tau, sigma_interaction)                       # (P,)
@@ -374,9 +357,26 @@ def effects_from_theta(c: Collapsed, theta: np.ndarray) -> xr.Dataset:
     return xr.Dataset(out)
 
 
-def codes(table: pd.DataFrame, spec: dict) -> tuple[np.ndarray, np.ndarray]:
-    """((R, F) level codes, (R,) dataset codes) of a checked run table, in spec order."""
-    factors = list(spec["factors"])
-    level_codes = np.column_stack([
-        pd.Categorical(table[f], categories=list(spec["factors"][f]["levels"])).codes for f in factors])
-    return level_codes.astype(np.int64), pd.Categorical(table["dataset"], categories=spec["datasets"]).codes.astype(np.int64)
+def fit(runs: pd.DataFrame, spec: dict) -> tuple[az.InferenceData, dict]:
+    """Sample this model's posterior for a checked run table (`whatmatters.fitting.fit`).
+
+    Returns (idata, details): the scales sampled by NUTS plus theta drawn from its exact
+    conditional per draw (`draw_effects`, level coords set), and the cell statistics that
+    the fit's provenance records.
+    """
+    s = spec["sampler"]
+    level_codes, dataset_codes = codes(runs, spec)
+    outcome = spec["outcome"]
+    y, v = outcomes.response(runs, outcome)
+    c = prepare(level_codes, dataset_codes, y, v,
+                [len(spec["factors"][f]["levels"]) for f in spec["factors"]], list(spec["factors"]),
+                list(spec["datasets"]), interactions=bool(s.get("interactions")),
+                centre=outcomes.centre(runs, outcome, dataset_codes, len(spec["datasets"])))
+    idata = sample(build_model(c), s)
+    effects = draw_effects(c, idata.posterior, seed=int(s["seed"]))
+    effects = effects.assign_coords({"chain": idata.posterior["chain"], "draw": idata.posterior["draw"],
+                                     "dataset": list(spec["datasets"]),
+                                     **{level_dim(f): list(spec["factors"][f]["levels"]) for f in spec["factors"]}})
+    idata.posterior = idata.posterior.merge(effects)
+    return idata, {"cells": int(c.group_of_cell.size), "weight_groups": int(c.variance.size),
+                   "max_variance_shift": round(c.max_variance_shift, 4), "theta_columns": c.n_columns}

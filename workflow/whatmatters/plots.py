@@ -47,7 +47,7 @@ def ppc_figure(idata, n_draws: int = 100) -> Figure:
     P(T_rep >= T_obs) for the spread (sd) and the worst run (min): values near 0 or 1
     mean the model does not reproduce that feature of the data."""
     from whatmatters import outcomes
-    from whatmatters.model import replicate
+    from whatmatters.ppc import replicate
 
     data = idata.constant_data
     outcome = outcomes.resolve(spec_of(idata)["outcome"])

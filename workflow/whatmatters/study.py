@@ -25,7 +25,7 @@ PRECISIONS = ("auto", "fp32", "bf16")                      # bf16: autocast of f
 MEMORY_FORMATS = ("auto", "channels_last", "contiguous")   # layout of image tensors and weights
 EXECUTION_DEFAULTS = {"runs_per_job": 24, "device": "auto", "threads": 1, "precision": "auto",
                       "memory_format": "auto", "seed_batch": "auto"}
-METHODS = ("collapsed", "binomial")      # which model is fitted, see whatmatters.model
+METHODS = ("collapsed", "binomial")      # which model is fitted: whatmatters.fitting.METHODS
 SAMPLERS = ("auto", "nutpie", "pymc")     # NUTS implementation; auto lets the fit choose
 ANALYSIS_DEFAULTS = {"chains": 2, "draws": 1000, "tune": 1000, "target_accept": 0.9, "seed": 1,
                      "method": "collapsed", "sampler": "auto", "interactions": False,

@@ -1,13 +1,15 @@
-"""model: structure without sampling (bambi style), input checks, and one small planted-effects fit."""
+"""binomial: structure without sampling (bambi style), input checks, and one small planted-effects fit."""
 
 import numpy as np
 import pymc as pm
 import pytest
 
-from whatmatters import model as M
+from whatmatters import binomial as B
 from whatmatters import posterior as P
 from whatmatters import summarize as S
 from whatmatters.errors import WhatmattersError
+from whatmatters.fitting import fit
+from whatmatters.simulation import simulate_table
 
 LEVELS = {
     "init": ["default", "he", "small_normal"],
@@ -32,12 +34,12 @@ PLANTED = {"init": 1.2, "optimizer": 0.6, "architecture": 0.25, "loss": 0.05}   
 
 @pytest.fixture(scope="module")
 def table():
-    return M.simulate_table(make_spec(), PLANTED, configs=24, seeds=2, random_seed=3)[0]
+    return simulate_table(make_spec(), PLANTED, configs=24, seeds=2, random_seed=3)[0]
 
 
 def test_model_structure(table):
     spec = make_spec()
-    model = M.build_model(table, spec)
+    model = B.build_model(table, spec)
     assert {v.name for v in model.free_RVs} == {
         "alpha", "sigma", "tau", "sigma_seed", "beta_tilde", "gamma_tilde", "eta"}
     dims = model.named_vars_to_dims
@@ -57,7 +59,7 @@ def test_model_structure(table):
 
 
 def test_level_effects_sum_to_zero_over_levels_and_datasets(table):
-    model = M.build_model(table, make_spec())
+    model = B.build_model(table, make_spec())
     prior = pm.sample_prior_predictive(draws=50, model=model, random_seed=1).prior
     for f in LEVELS:
         np.testing.assert_allclose(prior[f"beta_{f}"].sum(f"level_{f}"), 0, atol=1e-9)
@@ -68,16 +70,9 @@ def test_level_effects_sum_to_zero_over_levels_and_datasets(table):
     assert 0.6 < float((ratio**2).mean()) < 1.4
 
 
-def test_zero_sum_basis_is_orthonormal():
-    for n in (2, 3, 7):
-        basis = M._zero_sum_basis(n)
-        np.testing.assert_allclose(basis.T @ basis, np.eye(n - 1), atol=1e-12)
-        np.testing.assert_allclose(basis.sum(axis=0), 0, atol=1e-12)
-
-
 def test_single_dataset_has_no_dataset_deviation(table):
     spec = make_spec(datasets=["d1"])
-    model = M.build_model(table[table.dataset == "d1"], spec)
+    model = B.build_model(table[table.dataset == "d1"], spec)
     names = set(model.named_vars)
     assert "tau" not in names and "gamma_tilde" not in names
     assert not any(n.startswith("gamma_") for n in names)
@@ -97,48 +92,25 @@ def test_single_dataset_has_no_dataset_deviation(table):
 ])
 def test_build_model_rejects_bad_tables(table, mutate, message):
     with pytest.raises(WhatmattersError, match=message):
-        M.build_model(mutate(table), make_spec())
+        B.build_model(mutate(table), make_spec())
 
 
 def test_diverged_runs_enter_the_likelihood(table):
     bad = table.copy()
     bad.loc[:3, "status"] = "diverged"
     bad.loc[:3, "n_test_correct"] = (0.1 * bad.loc[:3, "n_test"]).astype(int)
-    model = M.build_model(bad, make_spec())
+    model = B.build_model(bad, make_spec())
     assert model["n_test_correct"].owner is not None
     observed = model.rvs_to_values[model["n_test_correct"]].data
     np.testing.assert_array_equal(observed, bad.n_test_correct.to_numpy())
-
-
-def test_add_importance_is_finite_population_sd():
-    import arviz as az
-
-    spec = {"factors": {"a": {"levels": ["x", "y", "z"]}, "b": {"levels": ["p", "q"]}}}
-    beta_a = np.array([1.0, 0.0, -1.0])
-    gamma_a = np.array([[0.5, -0.5, 0.0], [-0.5, 0.5, 0.0]])   # (dataset, level)
-    idata = az.from_dict(
-        posterior={"beta_a": beta_a[None, None], "gamma_a": gamma_a[None, None],
-                   "beta_b": np.array([0.3, -0.3])[None, None], "gamma_b": np.zeros((1, 1, 2, 2))},
-        coords={"dataset": ["d1", "d2"], "level_a": ["x", "y", "z"], "level_b": ["p", "q"]},
-        dims={"beta_a": ["level_a"], "gamma_a": ["dataset", "level_a"],
-              "beta_b": ["level_b"], "gamma_b": ["dataset", "level_b"]},
-    )
-    M.add_importance(idata, spec)
-    imp = idata.posterior["importance"]
-    assert imp.dims == ("chain", "draw", "factor", "dataset")
-    assert imp.sel(factor="a", dataset="d1").item() == pytest.approx(np.std([1.5, -0.5, -1.0], ddof=1))
-    assert imp.sel(factor="a", dataset="d2").item() == pytest.approx(np.std([0.5, 0.5, -1.0], ddof=1))
-    assert imp.sel(factor="b", dataset="d2").item() == pytest.approx(np.std([0.3, -0.3], ddof=1))
-    assert idata.posterior["importance_pooled"].sel(factor="a").item() == pytest.approx(
-        imp.sel(factor="a").mean().item())
 
 
 @pytest.fixture(scope="session")
 def planted_fit(tmp_path_factory):
     """One small real fit shared by the tests below (~30-60 s on 2 cores)."""
     spec = make_spec(draws=400, tune=600, target_accept=0.95)  # as the default study samples
-    table = M.simulate_table(spec, PLANTED, configs=24, seeds=2, trials=600, random_seed=3)[0]
-    idata = M.fit(table, spec)
+    table = simulate_table(spec, PLANTED, configs=24, seeds=2, trials=600, random_seed=3)[0]
+    idata = fit(table, spec)
     path = tmp_path_factory.mktemp("fit") / "posterior.nc"
     P.save(idata, path)
     return spec, idata, path
@@ -171,27 +143,3 @@ def test_fit_output_survives_netcdf(planted_fit):
     prov = P.provenance_of(back)
     assert prov["step"] == "fit" and "code_revision" in prov and "pymc" in prov["versions"]
     assert list(post["beta_init"]["level_init"].values) == LEVELS["init"]
-
-
-@pytest.mark.parametrize("unstable", [None, ("b", 2, 0.3)])
-def test_simulated_truth_is_the_estimand_with_divergences_included(unstable):
-    """truth["importance"] is the sd of the main effects of a run's expected logit accuracy,
-    diverged runs included: checked against the empirical main effects of a huge balanced
-    full-factorial table (every config, many seeds, many test examples)."""
-    spec = {"factors": {f: {"levels": [f"{f}{j}" for j in range(k)]} for f, k in [("a", 3), ("b", 4), ("c", 3)]},
-            "datasets": ["d1"]}
-    table, truth = M.simulate_table(spec, {"a": 0.8, "b": 0.3, "c": 0.1}, configs=36, seeds=600,
-                                    trials=100_000, seed_sd=0.1, diverged_fraction=0.1,
-                                    unstable=unstable, random_seed=4)
-    p = table["n_test_correct"].clip(1) / table["n_test"]
-    logit = np.log(p / (1 - p))
-    for f in spec["factors"]:
-        effects = logit.groupby(table[f]).mean()
-        effects -= effects.mean()
-        assert np.std(effects, ddof=1) == pytest.approx(truth["importance"][f]["d1"], abs=0.02)
-    planted, true = truth["planted"], truth["importance"]
-    assert true["a"]["d1"] < planted["a"]["d1"]                 # diverging at random dilutes
-    if unstable:
-        assert true["b"]["d1"] > planted["b"]["d1"] + 0.1       # the unstable level adds importance
-    else:
-        assert true["a"]["d1"] == pytest.approx(0.9 * planted["a"]["d1"])

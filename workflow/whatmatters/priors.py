@@ -1,0 +1,62 @@
+r"""The priors both models share (`whatmatters.binomial` and `whatmatters.collapsed`).
+
+On the logit scale of the outcome (logit(0.9) - logit(0.8) = 0.81), or the log scale of a
+continuous one:
+
+    alpha_d             ~ Normal(centre_d, ALPHA_SD)        centre_d: the dataset's pooled logit
+    sigma_f             ~ HalfNormal(SIGMA_SCALE)           sd of factor f's level effects
+    tau_f               ~ HalfNormal(TAU_SCALE)             dataset deviation relative to sigma_f (D > 1)
+    sigma_seed_d        ~ HalfNormal(SEED_SD_SCALE)         seed-to-seed sd
+    sigma_interaction   ~ HalfNormal(INTERACTION_SCALE)     pairwise interactions (when on)
+    beta_f              ~ ZeroSumNormal(sigma_f)            over levels: `zero_sum_basis`
+
+`scales` declares the scales in the model being built, so the two models cannot drift apart.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import numpy as np
+import pymc as pm
+
+ALPHA_SD = 1.5        # dataset intercept around its pooled observed logit: 1.5 spans ~50%..97% from 85%
+SIGMA_SCALE = 1.0     # sd of a factor's level effects; 95% below 2 logits, yet a level that halves
+                      # accuracy stays reachable, and ~300 runs x ~1000 trials outweigh the prior
+TAU_SCALE = 0.5       # dataset deviation relative to the pooled effect: datasets mostly agree,
+                      # but a factor that matters on one dataset only (tau ~ 1) is not excluded
+SEED_SD_SCALE = 0.5   # seed-to-seed sd of logit accuracy: typically 0.05..0.3; the tail admits
+                      # runs that diverged on one seed only
+INTERACTION_SCALE = 0.5   # sd of pairwise interaction effects: below the main effects', a priori
+
+
+class Scales(NamedTuple):
+    """The scales' random variables; None where the model leaves one out."""
+    sigma: object                 # (factor,)
+    tau: object | None            # (factor,), only with more than one dataset
+    sigma_seed: object            # (dataset,)
+    sigma_interaction: object | None   # scalar, only with interactions
+
+
+def scales(multi: bool, interactions: bool = False) -> Scales:
+    """Declare the scales' priors in the model being built (inside `with pm.Model(...)`,
+    whose coords hold `factor` and `dataset`): `tau` only if `multi` (D > 1),
+    `sigma_interaction` only if `interactions`."""
+    sigma = pm.HalfNormal("sigma", sigma=SIGMA_SCALE, dims="factor")
+    tau = pm.HalfNormal("tau", sigma=TAU_SCALE, dims="factor") if multi else None
+    sigma_seed = pm.HalfNormal("sigma_seed", sigma=SEED_SD_SCALE, dims="dataset")
+    sigma_interaction = pm.HalfNormal("sigma_interaction", sigma=INTERACTION_SCALE) if interactions else None
+    return Scales(sigma, tau, sigma_seed, sigma_interaction)
+
+
+def zero_sum_basis(n: int) -> np.ndarray:
+    """(n, n-1) orthonormal basis of the vectors summing to zero (Helmert contrasts).
+
+    With c ~ Normal(0, s) iid, basis @ c ~ ZeroSumNormal(s): the same distribution
+    `pm.ZeroSumNormal` has."""
+    basis = np.zeros((n, n - 1))
+    for k in range(1, n):
+        basis[:k, k - 1] = 1.0
+        basis[k, k - 1] = -k
+        basis[:, k - 1] /= np.sqrt(k * (k + 1))
+    return basis
