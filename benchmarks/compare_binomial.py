@@ -40,7 +40,7 @@ def main():
     fits = {}
     for method in ("collapsed", "binomial"):
         spec = analysis_spec(study, args.outcome)
-        spec["sampler"] = {**spec["sampler"], "method": method, "sampler": "pymc"}
+        spec["model"]["method"], spec["sampler"]["nuts"] = method, "pymc"
         start = time.perf_counter()
         idata = fit(table, spec)
         fits[method] = {"idata": idata, "seconds": round(time.perf_counter() - start, 1), "spec": spec}

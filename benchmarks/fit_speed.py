@@ -51,8 +51,10 @@ def make_spec(method="collapsed"):
         "datasets": ["d1", "d2", "d3"],
         "outcome": {"name": "test_accuracy", "successes": "n_test_correct", "trials": "n_test"},
         "hypotheses": [],
+        "model": {"method": method, "interactions": False},
         "sampler": {"chains": 2, "draws": 1000, "tune": 1000, "target_accept": 0.9, "seed": 1, "cores": 2,
-                    "method": method, "sampler": "pymc", "interactions": False},
+                    "nuts": "pymc"},
+        "allow_missing": False,
     }
 
 

@@ -31,10 +31,6 @@ and the summary; it is rewritten after each finished study, so an interrupted ru
 what it has. Results: docs/validation.md.
 """
 
-import os
-
-os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")   # threaded OpenBLAS crawls on 2 shared cores
-
 import argparse
 import json
 import logging
@@ -46,11 +42,12 @@ from concurrent.futures import ProcessPoolExecutor, as_completed
 from multiprocessing import get_context
 from pathlib import Path
 
-import numpy as np
-from scipy.stats import spearmanr
-
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "workflow"))
+
+import whatmatters  # noqa: E402,F401  (one BLAS thread, set before numpy loads)
+import numpy as np  # noqa: E402
+from scipy.stats import spearmanr  # noqa: E402
 
 from whatmatters.io import provenance, write_json  # noqa: E402
 
@@ -72,9 +69,9 @@ SIM = {   # how a study is drawn; (low, high) = uniform unless said otherwise
     "unstable_extra": (0.0, 0.1),         # extra divergence probability of one random non-baseline
 }                                         # level of one random factor (main studies only)
 QUICK = {"configs": (60, 100), "seeds": (2, 2), "trials": (300, 800)}
+MODEL = {"method": "collapsed", "interactions": False}
 SAMPLER = {"chains": 2, "draws": 500, "tune": 500,   # 2,000 steps: ~25 s (D=1) .. ~60 s (D=4) a fit
-           "target_accept": 0.9, "cores": 1,
-           "method": "collapsed", "sampler": "pymc", "interactions": False}
+           "target_accept": 0.9, "cores": 1, "nuts": "pymc"}
 QUICK_SAMPLER = {"draws": 300, "tune": 300}
 PROBS = (0.5, 0.9)                        # central interval probabilities checked in (b)
 
@@ -120,7 +117,9 @@ def run_study(study: dict, sampler: dict) -> dict:
         "datasets": study["datasets"],
         "outcome": {"name": "test_accuracy", "successes": "n_test_correct", "trials": "n_test"},
         "hypotheses": [],
+        "model": MODEL,
         "sampler": {**sampler, "seed": study["seed"]},
+        "allow_missing": False,
     }
     table, truth = simulate_table(
         spec, study["importance"], configs=study["configs"], seeds=study["seeds"], trials=study["trials"],
@@ -306,7 +305,7 @@ def main(argv=None) -> None:
     jobs = [(group, study) for _, group, study in sorted(jobs, key=lambda job: job[0])]   # groups interleaved:
                                                                                          # a cut-short run has some of each
     settings = {"studies": args.studies, "sweep_studies": args.sweep_studies, "sweep_ratios": SWEEP_RATIOS,
-                "quick": args.quick, "simulation": sim, "sampler": sampler, "seed": args.seed,
+                "quick": args.quick, "simulation": sim, "model": MODEL, "sampler": sampler, "seed": args.seed,
                 "interval": "central (equal-tailed) quantile interval over all draws", "probs": PROBS}
     made = provenance(step="recovery benchmark", settings=settings)
 

@@ -25,7 +25,10 @@ def make_spec(datasets=("d1", "d2"), draws=300, tune=300, target_accept=0.9):
         "datasets": list(datasets),
         "outcome": {"name": "test_accuracy", "successes": "n_test_correct", "trials": "n_test"},
         "hypotheses": [{"name": "planted", "order": list(LEVELS)}],
-        "sampler": {"chains": 2, "draws": draws, "tune": tune, "target_accept": target_accept, "seed": 7, "cores": 2},
+        "model": {"method": "collapsed", "interactions": False},
+        "sampler": {"chains": 2, "draws": draws, "tune": tune, "target_accept": target_accept, "seed": 7, "cores": 2,
+                    "nuts": "auto"},
+        "allow_missing": False,
     }
 
 

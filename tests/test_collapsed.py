@@ -29,8 +29,10 @@ def make_spec(datasets=("d1", "d2", "d3"), interactions=False, method="collapsed
         "datasets": list(datasets),
         "outcome": {"name": "test_accuracy", "successes": "n_test_correct", "trials": "n_test"},
         "hypotheses": [{"name": "planted", "order": ["a", "b", "c"], "text": "a > b > c"}],
+        "model": {"method": method, "interactions": interactions},
         "sampler": {"chains": 2, "draws": draws, "tune": 500, "target_accept": 0.9, "seed": 3, "cores": 1,
-                    "method": method, "sampler": "pymc", "interactions": interactions},
+                    "nuts": "pymc"},
+        "allow_missing": False,
     }
 
 
@@ -263,6 +265,6 @@ def test_continuous_outcome_refuses_missing_values_and_the_binomial_method():
     with pytest.raises(WhatmattersError, match=r"'ece' is missing for run\(s\) \['d1/"):
         fit(table, spec)
     table.loc[3, "ece"] = 0.05
-    spec["sampler"]["method"] = "binomial"
+    spec["model"]["method"] = "binomial"
     with pytest.raises(WhatmattersError, match="continuous"):
         fit(table, spec)

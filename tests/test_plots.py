@@ -92,8 +92,9 @@ def test_outcomes_are_compared_side_by_side_with_the_optimization_contrast(tmp_p
     from whatmatters.simulation import simulate_table
 
     spec = {"factors": {f: {"levels": ["l0", "l1", "l2"], "baseline": "l0"} for f in ("a", "b", "c")},
-            "datasets": ["d1"], "hypotheses": [],
-            "sampler": {"chains": 2, "draws": 200, "tune": 200, "target_accept": 0.9, "seed": 1, "cores": 1}}
+            "datasets": ["d1"], "hypotheses": [], "model": {"method": "collapsed", "interactions": False},
+            "sampler": {"chains": 2, "draws": 200, "tune": 200, "target_accept": 0.9, "seed": 1, "cores": 1,
+                        "nuts": "auto"}, "allow_missing": False}
     posteriors = {}
     for outcome, planted in (("train_accuracy", {"a": 1.0, "b": 0.3, "c": 0.05}),
                              ("test_accuracy", {"a": 0.05, "b": 0.3, "c": 1.0})):

@@ -299,7 +299,9 @@ def holed_table(store, tmp_path):
     aggregate(design, runs, out, allow_missing=True)
     spec = {"factors": {"init": {"levels": ["a", "b"], "baseline": "a"}}, "datasets": ["d"],
             "outcome": {"name": "test_accuracy", **OUTCOMES["test_accuracy"]}, "hypotheses": [],
-            "sampler": {"chains": 2, "draws": 10, "tune": 10, "target_accept": 0.9, "seed": 1, "cores": 1}}
+            "model": {"method": "collapsed", "interactions": False},
+            "sampler": {"chains": 2, "draws": 10, "tune": 10, "target_accept": 0.9, "seed": 1, "cores": 1,
+                        "nuts": "auto"}}
     return out, spec
 
 
@@ -372,8 +374,9 @@ def test_diverged_runs_are_data_and_rank_their_factor_first():
     spec = {"factors": {f: {"levels": list(lv), "baseline": list(lv)[0]} for f, lv in grid.items()},
             "datasets": ["tiny"], "outcome": {"name": "test_accuracy", **OUTCOMES["test_accuracy"]},
             "hypotheses": [],
+            "model": {"method": "collapsed", "interactions": False},
             "sampler": {"chains": 2, "draws": 300, "tune": 300, "target_accept": 0.9, "seed": 1, "cores": 1,
-                        "method": "collapsed", "sampler": "pymc"}}
+                        "nuts": "pymc"}, "allow_missing": False}
     idata = fit(table, spec)
     assert set(diverged["run_id"]) <= set(idata.constant_data["run"].values)   # the fit used them
     importance = idata.posterior["importance_pooled"]

@@ -4,12 +4,16 @@ from __future__ import annotations
 
 from whatmatters.outcomes import OUTCOMES
 
+MAX_PARALLEL_CHAINS = 4   # chains sampled at once, one process each (PyMC's own cap on `cores`)
+
 
 def analysis_spec(study: dict, outcome: str) -> dict:
     """JSON-ready spec for fitting `outcome`: the varied factors with their levels and
     baselines (factors held fixed have no importance to estimate), datasets, the outcome's
-    count columns, hypotheses, sampler settings and whether runs may be missing."""
-    sampler = {k: v for k, v in study["analysis"].items() if k != "allow_missing"}
+    columns, hypotheses, the model (`method`, `interactions`), the sampler's settings and
+    whether runs may be missing. Every value is the resolved study's: nothing downstream
+    fills in a default."""
+    analysis = study["analysis"]
     return {
         "factors": {
             f: {"levels": list(study["factors"][f]["levels"]), "baseline": study["factors"][f]["baseline"]}
@@ -18,6 +22,12 @@ def analysis_spec(study: dict, outcome: str) -> dict:
         "datasets": [d["name"] for d in study["datasets"]],
         "outcome": {"name": outcome, **OUTCOMES[outcome]},
         "hypotheses": study["hypotheses"],
-        "sampler": {**sampler, "cores": min(sampler["chains"], 4)},
-        "allow_missing": study["analysis"]["allow_missing"],
+        "model": {"method": analysis["method"], "interactions": analysis["interactions"]},
+        "sampler": {
+            "chains": analysis["chains"], "draws": analysis["draws"], "tune": analysis["tune"],
+            "target_accept": analysis["target_accept"], "seed": analysis["seed"],
+            "cores": min(analysis["chains"], MAX_PARALLEL_CHAINS),
+            "nuts": analysis["sampler"],   # the NUTS implementation: auto, pymc or nutpie
+        },
+        "allow_missing": analysis["allow_missing"],
     }

@@ -152,7 +152,7 @@ def fit(runs: pd.DataFrame, spec: dict) -> tuple[az.InferenceData, dict]:
     """Sample this model's posterior for a checked run table (`whatmatters.fitting.fit`).
 
     Returns (idata, details): the sampled variables (see `build_model`; nutpie when it is
-    installed and the study's sampler is auto) and what the fit's provenance adds (nothing).
+    installed and `nuts` is auto) and what the fit's provenance adds (nothing).
 
     Raises:
       WhatmattersError: the outcome is not counts, or interactions are asked for.
@@ -161,7 +161,7 @@ def fit(runs: pd.DataFrame, spec: dict) -> tuple[az.InferenceData, dict]:
     if outcomes.resolve(outcome)["kind"] != "binomial":
         raise WhatmattersError(f"analysis.method: binomial models counts only; outcome {outcome['name']!r} "
                                "is a continuous measurement: use method: collapsed")
-    if spec["sampler"].get("interactions"):
+    if spec["model"]["interactions"]:
         raise WhatmattersError("analysis.interactions: true needs analysis.method: collapsed; "
                                "the binomial model has main effects only")
     return sample(build_model(runs, spec), spec["sampler"], nutpie_ok=True), {}

@@ -169,7 +169,7 @@ def cmd_fit(args) -> None:
 
     spec = json.loads(args.spec)
     table = read_table(args.table)
-    runs, missing = present_runs(table, spec.get("allow_missing", False))
+    runs, missing = present_runs(table, spec["allow_missing"])
     if missing:
         print(f"whatmatters fit: warning: fitting without {missing_message(missing, len(table))}", file=sys.stderr)
     idata = fitting.fit(runs, spec)

@@ -370,7 +370,7 @@ def fit(runs: pd.DataFrame, spec: dict) -> tuple[az.InferenceData, dict]:
     y, v = outcomes.response(runs, outcome)
     c = prepare(level_codes, dataset_codes, y, v,
                 [len(spec["factors"][f]["levels"]) for f in spec["factors"]], list(spec["factors"]),
-                list(spec["datasets"]), interactions=bool(s.get("interactions")),
+                list(spec["datasets"]), interactions=spec["model"]["interactions"],
                 centre=outcomes.centre(runs, outcome, dataset_codes, len(spec["datasets"])))
     idata = sample(build_model(c), s)
     effects = draw_effects(c, idata.posterior, seed=int(s["seed"]))

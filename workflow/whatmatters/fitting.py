@@ -30,10 +30,11 @@ METHODS = {   # analysis.method -> its fit(runs, spec) -> (idata, details)
 def fit(table: pd.DataFrame, spec: dict) -> az.InferenceData:
     """Sample the posterior of one outcome and add the importance estimands.
 
-    `spec["sampler"]` holds chains, draws, tune, target_accept, seed (one seed for every
-    chain), cores, and optionally `method` ("collapsed", the default: `whatmatters.collapsed`;
-    or "binomial": `whatmatters.binomial`), `interactions` (collapsed only) and `sampler`
-    ("auto": nutpie when installed, else PyMC's NUTS; "nutpie"; "pymc").
+    `spec` is the analysis spec (`whatmatters.analysis_spec`): `spec["model"]` holds
+    `method` (a key of METHODS) and `interactions` (collapsed only); `spec["sampler"]`
+    holds chains, draws, tune, target_accept, seed (one seed for every chain), cores and
+    `nuts` ("auto": nutpie when installed and the model allows, else PyMC's NUTS; "nutpie";
+    "pymc").
 
     Returns:
       InferenceData whose posterior holds the scales, `alpha`, `beta_<f>`, `gamma_<f>`
@@ -50,8 +51,7 @@ def fit(table: pd.DataFrame, spec: dict) -> az.InferenceData:
 
 
 def _fit(table: pd.DataFrame, spec: dict) -> az.InferenceData:
-    s = spec["sampler"]
-    method = s.get("method", "collapsed")
+    s, method = spec["sampler"], spec["model"]["method"]
     runs = runtable.checked(table, spec)
     level_codes, dataset_codes = runtable.codes(runs, spec)
     if method not in METHODS:
@@ -75,7 +75,7 @@ def _fit(table: pd.DataFrame, spec: dict) -> az.InferenceData:
         idata.add_groups(constant_data=runs_data)
     idata.posterior.attrs[ATTR_SPEC] = json.dumps(spec)
     idata.posterior.attrs[ATTR_PROVENANCE] = json.dumps(provenance(
-        step="fit", sampler=dict(s), method=method, runs=int(len(runs)),
+        step="fit", model=dict(spec["model"]), sampler=dict(s), method=method, runs=int(len(runs)),
         sampling_seconds=round(seconds, 1), sampler_used=idata.posterior.attrs.get(ATTR_SAMPLER), **details,
     ))
     return idata

@@ -214,7 +214,7 @@ def level_effects_figure(idata, spec: dict) -> Figure:
     post = idata.posterior
     for ax, f in zip(axes, order):
         beta = post[f"beta_{f}"]
-        baseline = spec["factors"][f].get("baseline")
+        baseline = spec["factors"][f]["baseline"]
         levels = [str(v) for v in beta[level_dim(f)].values]
         for y, level in enumerate(levels):
             is_base = level == baseline
@@ -298,7 +298,7 @@ def _scope_title(scope: str) -> str:
 
 def _stamp(idata, spec: dict) -> str:
     revision = provenance_of(idata).get("code_revision", "unknown")
-    return f"whatmatters; outcome {spec.get('outcome', {}).get('name')}; code {revision}"
+    return f"whatmatters; outcome {spec['outcome']['name']}; code {revision}"
 
 
 def _save(fig: Figure, path: Path, stamp: str) -> Path:

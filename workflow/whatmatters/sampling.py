@@ -1,8 +1,8 @@
 """NUTS on a built model: PyMC's sampler started at the Laplace approximation, or nutpie.
 
 `sample(model, sampler)` is what both models' `fit` call; `sampler` is the analysis spec's
-`sampler` section (chains, draws, tune, target_accept, seed, cores, nuts), as the study
-resolved it.
+`sampler` section (chains, draws, tune, target_accept, seed, cores, nuts: auto, pymc or
+nutpie), as the study resolved it (`whatmatters.analysis_spec`).
 """
 
 from __future__ import annotations
@@ -22,14 +22,14 @@ LAPLACE_MAX_DIM = 200   # free dimensions up to which NUTS starts from the Lapla
 
 def sample(model: pm.Model, s: dict, nutpie_ok: bool = False) -> az.InferenceData:
     """NUTS on `model` with the study's settings: nutpie when asked for, or when installed,
-    `sampler` is "auto" and the model is a plain PyTensor graph (`nutpie_ok`); otherwise
+    `nuts` is "auto" and the model is a plain PyTensor graph (`nutpie_ok`); otherwise
     PyMC's own NUTS. The collapsed model's likelihood is a numpy Op that nutpie's numba
     backend can only run in object mode: 163 s against PyMC's 48 s on a 20,000-run table.
 
     Returns the InferenceData of the model's variables; `posterior.attrs` names the free
     variables (ATTR_FREE) and the sampler used (ATTR_SAMPLER).
     """
-    choice = s.get("sampler", "auto")
+    choice = s["nuts"]
     use_nutpie = choice == "nutpie" or (choice == "auto" and nutpie_ok and _nutpie_available())
     if choice == "nutpie" and not _nutpie_available():
         raise WhatmattersError("analysis.sampler: nutpie is not installed; `pip install nutpie` "
@@ -39,16 +39,16 @@ def sample(model: pm.Model, s: dict, nutpie_ok: bool = False) -> az.InferenceDat
 
         compiled = nutpie.compile_pymc_model(model)
         idata = nutpie.sample(compiled, draws=int(s["draws"]), tune=int(s["tune"]), chains=int(s["chains"]),
-                              cores=int(s.get("cores", 1)), seed=int(s["seed"]),
-                              target_accept=float(s.get("target_accept", 0.9)), progress_bar=False)
+                              cores=int(s["cores"]), seed=int(s["seed"]),
+                              target_accept=float(s["target_accept"]), progress_bar=False)
     else:
-        kwargs = {"target_accept": float(s.get("target_accept", 0.9))}
+        kwargs = {"target_accept": float(s["target_accept"])}
         if sum(int(np.prod(model.initial_point()[v.name].shape)) for v in model.value_vars) <= LAPLACE_MAX_DIM:
-            kwargs = _laplace_start(model, int(s["chains"]), float(s.get("target_accept", 0.9)), int(s["seed"]))
+            kwargs = _laplace_start(model, int(s["chains"]), float(s["target_accept"]), int(s["seed"]))
         with model:
             idata = pm.sample(
                 draws=int(s["draws"]), tune=int(s["tune"]), chains=int(s["chains"]),
-                cores=int(s.get("cores", 1)), random_seed=int(s["seed"]), progressbar=False,
+                cores=int(s["cores"]), random_seed=int(s["seed"]), progressbar=False,
                 compute_convergence_checks=False, **kwargs,
             )
     idata.posterior.attrs[ATTR_SAMPLER] = "nutpie" if use_nutpie else "pymc"

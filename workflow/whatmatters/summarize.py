@@ -236,7 +236,7 @@ def write_summaries(idata: az.InferenceData, spec: dict, out_dir, table: pd.Data
     and named in diagnostics.json. Returns {name: path}."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    prov = provenance(step="summarize", outcome=spec.get("outcome", {}).get("name"),
+    prov = provenance(step="summarize", outcome=spec["outcome"]["name"],
                       fit=provenance_of(idata))
     diag = diagnostics(idata)
     if not diag["ok"]:
@@ -260,7 +260,7 @@ def write_summaries(idata: az.InferenceData, spec: dict, out_dir, table: pd.Data
     _write_csv(paths["ranks.csv"], rank_probabilities(idata))
     _write_csv(paths["estimands.csv"], estimands_table(idata))
     _write_csv(paths["estimand_agreement.csv"], rank_agreement(idata.posterior))
-    _write_csv(paths["hypotheses.csv"], hypotheses_table(idata, spec.get("hypotheses", [])))
+    _write_csv(paths["hypotheses.csv"], hypotheses_table(idata, spec["hypotheses"]))
     if table is not None:
         check = classical_check(idata, table, spec)
         for row in check.loc[~check["agrees"]].itertuples():
@@ -269,7 +269,7 @@ def write_summaries(idata: az.InferenceData, spec: dict, out_dir, table: pd.Data
                         row.bayes_rank_low, row.bayes_rank_high)
         _write_csv(paths["classical.csv"], check)
     write_json(paths["hypotheses.json"], {
-        "hypotheses": hypothesis_probabilities(idata, spec.get("hypotheses", [])), "provenance": prov})
+        "hypotheses": hypothesis_probabilities(idata, spec["hypotheses"]), "provenance": prov})
     write_json(paths["diagnostics.json"], {**diag, "provenance": prov})
     write_json(paths["provenance.json"], prov)
     return paths
