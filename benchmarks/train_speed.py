@@ -41,7 +41,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "workflow"))
 
 from whatmatters import data as datasets  # noqa: E402
 from whatmatters.factors import FACTORS  # noqa: E402
-from whatmatters.train import evaluate, resolve_execution, train_runs  # noqa: E402
+from whatmatters.jobs import resolve_execution  # noqa: E402
+from whatmatters.study import EXECUTION_DEFAULTS  # noqa: E402
+from whatmatters.train import evaluate, train_runs  # noqa: E402
 
 WORKLOADS = {
     # the GPU study's baseline network and augmentation (config/gpu.yaml)
@@ -193,7 +195,7 @@ def ours(w, data, epochs, seeds, execution):
 def speed(name, w, args, device) -> dict:
     n_train, n_test = (w["quick_train"], w["quick_test"]) if args.quick else (w["n_train"], w["n_test"])
     data = synthetic(w, n_train, n_test, device)
-    execution = resolve_execution({}, device, args.seeds)
+    execution = resolve_execution(EXECUTION_DEFAULTS, device, args.seeds)
     execution.pop("seed_batch")
     epochs = args.epochs
     # warm-up: kernels, cuDNN autotuning, DataLoader start (not timed)

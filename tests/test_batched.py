@@ -13,7 +13,9 @@ import torch
 
 from helpers import cheap_levels, level, tiny_data, write_prepared
 from whatmatters.factors import FACTORS
-from whatmatters.train import batchable, resolve_execution, train_job, train_run, train_runs
+from whatmatters.jobs import resolve_execution, train_job
+from whatmatters.study import EXECUTION_DEFAULTS
+from whatmatters.train import batchable, train_run, train_runs
 
 SEEDS = [0, 1, 2]
 SMALL = {  # each architecture at a size that trains in about a second on tiny data
@@ -92,7 +94,7 @@ def _job(tmp_path, configs, seed_batch, device_auto_batch=None, seeds=SEEDS):
     path = tmp_path / "data.pt"
     if not path.exists():
         write_prepared(tiny_data(), path)
-    execution = {"device": "cpu", "seed_batch": device_auto_batch or seed_batch}
+    execution = {**EXECUTION_DEFAULTS, "device": "cpu", "seed_batch": device_auto_batch or seed_batch}
     spec = {"dataset": {"name": "tiny", "kind": "tiny", "settings": {}, "budget": {"epochs": 2}},
             "configs": [{"config_id": f"c{i}", "levels": lv} for i, lv in enumerate(configs)],
             "seeds": seeds, "execution": execution}
@@ -126,7 +128,7 @@ def test_precision_is_part_of_a_runs_identity(tmp_path):
     path = tmp_path / "data.pt"
     spec = {"dataset": {"name": "tiny", "kind": "tiny", "settings": {}, "budget": {"epochs": 2}},
             "configs": [{"config_id": "c0", "levels": levels[0]}], "seeds": [0],
-            "execution": {"device": "cpu", "precision": "bf16"}}
+            "execution": {**EXECUTION_DEFAULTS, "device": "cpu", "precision": "bf16"}}
     m = train_job(spec, str(path), str(tmp_path / "runs"), str(tmp_path / "jobs" / "job.json"))
     assert m["trained"] == 1 and m["runs"][0]["execution"]["precision"] == "bf16"
     assert m["runs"][0]["status"] == "ok" and m["runs"][0]["test_accuracy"] > 0.5
@@ -145,7 +147,7 @@ def test_channels_last_changes_layout_not_results():
 @pytest.mark.skipif(torch.cuda.is_available(), reason="checks the message on a machine without a GPU")
 def test_asking_for_cuda_without_a_gpu_is_one_clear_message():
     from whatmatters.errors import WhatmattersError
-    from whatmatters.train import resolve_device
+    from whatmatters.jobs import resolve_device
 
     with pytest.raises(WhatmattersError, match="execution.device: cuda.*no CUDA device"):
         resolve_device("cuda")
@@ -154,7 +156,7 @@ def test_asking_for_cuda_without_a_gpu_is_one_clear_message():
 
 def test_a_group_that_raises_leaves_the_jobs_other_runs_stored(tmp_path, monkeypatch):
     from whatmatters import train
-    from whatmatters.train import RunsFailed
+    from whatmatters.jobs import RunsFailed
 
     real = train.train_runs
 

@@ -16,10 +16,10 @@ from hypothesis import strategies as st
 from conftest import ROOT
 from helpers import mutate
 from test_pipeline import snakemake
-from whatmatters.cli import main, study_or_exit
+from whatmatters.cli import main
 from whatmatters.config import read_config
 from whatmatters.errors import StudyError
-from whatmatters.study import NAME
+from whatmatters.study import NAME, study_or_exit
 
 TINY = ROOT / "tests/data/tiny.yaml"
 BASE = yaml.safe_load(TINY.read_text())

@@ -27,6 +27,7 @@ from whatmatters.cli import main, parser
 from whatmatters.errors import DataError, RunTableError
 from whatmatters.factors import FACTORS
 from whatmatters.outcomes import OUTCOMES
+from whatmatters.study import EXECUTION_DEFAULTS
 from whatmatters.train import train_run
 
 FAULTS = ROOT / "tests/faults"
@@ -113,8 +114,8 @@ def tiny_digits(tmp_path: Path, **analysis) -> Path:
 
 @pytest.mark.slow
 def test_a_run_that_raises_is_retried_then_reported_missing(tmp_path):
-    from whatmatters.cli import study_or_exit
     from whatmatters.design import expand
+    from whatmatters.study import study_or_exit
 
     strict, lenient = tiny_digits(tmp_path), tiny_digits(tmp_path, allow_missing=True)
     runs = expand(study_or_exit(yaml.safe_load(strict.read_text())))["runs"]
@@ -161,7 +162,7 @@ def job(tmp_path):
         "configs": [{"config_id": "cA", "levels": cheap_levels()},
                     {"config_id": "cBad", "levels": cheap_levels(architecture=bad)}],
         "seeds": [0, 1],
-        "execution": {"device": "cpu", "runs_per_job": 4, "threads": 1},
+        "execution": {**EXECUTION_DEFAULTS, "device": "cpu", "runs_per_job": 4, "threads": 1},
     }
     return spec, str(path), tmp_path / "runs"
 

@@ -7,7 +7,9 @@ import torch
 
 from helpers import cheap_levels, level, tiny_data
 from whatmatters import data as datasets
-from whatmatters.train import seed_streams, train_job, train_run
+from whatmatters.jobs import train_job
+from whatmatters.study import EXECUTION_DEFAULTS
+from whatmatters.train import seed_streams, train_run
 
 
 def test_same_run_twice_gives_identical_metrics():
@@ -76,7 +78,7 @@ def job(tmp_path):
         "configs": [{"config_id": "cA", "levels": cheap_levels()},
                     {"config_id": "cB", "levels": cheap_levels(loss=level("loss", "brier"))}],
         "seeds": [0, 1],
-        "execution": {"device": "cpu", "runs_per_job": 4, "threads": 1},
+        "execution": {**EXECUTION_DEFAULTS, "device": "cpu", "runs_per_job": 4, "threads": 1},
     }
     return spec, str(path), tmp_path / "runs"
 

@@ -14,7 +14,7 @@ and does nothing unless WHATMATTERS_TEST_FAULT is set:
   raise:<run_id>:<log>           raise RuntimeError instead of storing run <run_id>, on every
                                  attempt; each attempt appends a line to <log>.
 
-The hook wraps the `write_json` that whatmatters.train stores run records with.
+The hook wraps the `write_json` that whatmatters.jobs stores run records with.
 """
 
 import importlib.abc
@@ -41,9 +41,9 @@ def _kill_all(pid: int) -> None:
                 pass
 
 
-def _install(train) -> None:
+def _install(jobs) -> None:
     mode, *args = FAULT.split(":")
-    store = train.write_json
+    store = jobs.write_json
     stored = 0
 
     def write_json(path, obj):
@@ -63,14 +63,14 @@ def _install(train) -> None:
                     _kill_all(int(Path(args[1]).read_text()))
                 os.kill(os.getpid(), signal.SIGKILL)
 
-    train.write_json = write_json
+    jobs.write_json = write_json
 
 
 class _Hook(importlib.abc.MetaPathFinder):
-    """Patches whatmatters.train right after it is imported."""
+    """Patches whatmatters.jobs right after it is imported."""
 
     def find_spec(self, name, path, target=None):
-        if name != "whatmatters.train":
+        if name != "whatmatters.jobs":
             return None
         for finder in sys.meta_path:
             if finder is not self and hasattr(finder, "find_spec"):

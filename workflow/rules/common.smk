@@ -13,7 +13,7 @@ os.environ["PYTHONPATH"] = os.pathsep.join(
     filter(None, [WORKFLOW_DIR, os.environ.get("PYTHONPATH")])
 )
 
-from whatmatters.cli import study_and_design_or_exit
+from whatmatters.study import study_and_design_or_exit
 from whatmatters.design import job_spec
 from whatmatters.analysis_spec import analysis_spec
 

@@ -16,44 +16,9 @@ import time
 PROCESS_STARTED = time.time()  # as early as this module can see; imports follow
 
 
-def study_or_exit(config: dict) -> dict:
-    """The checked study, or one clear message on stderr and exit status 2."""
-    return study_and_design_or_exit(config)[0]
-
-
-def study_and_design_or_exit(config: dict) -> tuple[dict, dict]:
-    """The checked study and its expanded design (what the Snakefile needs), or one clear
-    message on stderr and exit status 2."""
-    from whatmatters.design import expand
-    from whatmatters.errors import StudyError
-    from whatmatters.study import load_study
-
-    try:
-        study = load_study(config)
-        check_data(study)
-        return study, expand(study)  # a random design may ask for more configs than the factors allow
-    except StudyError as e:
-        print(f"whatmatters: invalid study: {e}", file=sys.stderr)
-        sys.exit(2)
-
-
-def check_data(study: dict, prepared_dir: str = "results/data") -> None:
-    """StudyError naming a dataset whose files cannot be found, unless it is prepared already."""
-    from pathlib import Path
-
-    from whatmatters.data import unavailable
-    from whatmatters.errors import StudyError
-
-    for d in study["datasets"]:
-        if not (Path(prepared_dir) / f"{d['name']}.pt").exists():
-            problem = unavailable(d["kind"], d["settings"])
-            if problem:
-                raise StudyError(f"datasets ({d['name']}, kind {d['kind']}).root: {problem}")
-
-
 def _study_from_file(path: str) -> dict:
     from whatmatters.config import read_config
-    from whatmatters.study import load_study
+    from whatmatters.study import check_data, load_study
 
     study = load_study(read_config(path))
     check_data(study)
@@ -97,60 +62,17 @@ def cmd_prepare(args) -> None:
 
 
 def cmd_train(args) -> None:
-    from whatmatters.train import train_job
-
-    spec = json.loads(args.spec)
-    try:
-        m = train_job(spec, args.data, args.run_dir, args.out, args.threads, PROCESS_STARTED)
-    except Exception as e:  # a crash (bug, OOM): name the runs it leaves without a record
-        _training_failed(spec, args, e)
-        return
-    print(f"{m['dataset']}: trained {m['trained']} runs, reused {m['reused']}; timing {m['timing']}")
-
-
-def _stored_runs(spec: dict, run_dir: str) -> dict[str, dict]:
-    """{run_id: record} of the job's runs in the run store that a rerun would reuse (same key)."""
-    from whatmatters import train
-    from whatmatters.errors import WhatmattersError
+    from whatmatters.jobs import JobFailed, run_job
 
     try:
-        device = train.resolve_device(spec["execution"]["device"])
-    except WhatmattersError:   # no such device here: nothing was trained on it
-        return {}
-    precision = train.resolve_execution(spec["execution"], device, len(spec["seeds"]))["precision"]
-    stored, _ = train.run_store(spec, run_dir, train.code_fingerprint(), precision)
-    return {record["run_id"]: record for record in stored.values()}
-
-
-def _training_failed(spec: dict, args, error: Exception) -> None:
-    """Exit 1 naming the job's runs without a record, so that Snakemake retries the job;
-    on its last attempt with analysis.allow_missing, write a manifest that records them as
-    missing instead (whatmatters.aggregate reads it) and return (exit 0)."""
-    import traceback
-
-    from whatmatters.aggregate import listed
-    from whatmatters.errors import WhatmattersError
-    from whatmatters.io import provenance, write_json
-
-    if not isinstance(error, WhatmattersError):
-        traceback.print_exc()   # the evidence for a bug, in the job's log
-    run_ids = [f"{spec['dataset']['name']}-{c['config_id']}-{seed}" for c in spec["configs"] for seed in spec["seeds"]]
-    stored = _stored_runs(spec, args.run_dir)
-    missing = [r for r in run_ids if r not in stored]
-    what = (f"training failed on attempt {args.attempt} of {args.attempts} ({type(error).__name__}: {error}); "
-            f"{len(missing)} of {len(run_ids)} runs of this job have no record: {listed(missing)}")
-    if args.allow_missing and args.attempt >= args.attempts:
-        write_json(args.out, {
-            "dataset": spec["dataset"]["name"], "runs": [stored[r] for r in run_ids if r in stored],
-            "trained": 0, "reused": len(run_ids) - len(missing),
-            "failed": {"error": f"{type(error).__name__}: {error}", "attempts": args.attempt, "missing": missing},
-            "timing": None, "provenance": provenance(step="train")})
-        print(f"whatmatters train: {what}. analysis.allow_missing is true: recorded as missing in {args.out}",
-              file=sys.stderr)
-        return
-    retry = "; Snakemake retries the job" if args.attempt < args.attempts else ""
-    print(f"whatmatters train: error: {what}{retry}", file=sys.stderr)
-    sys.exit(1)
+        m = run_job(json.loads(args.spec), args.data, args.run_dir, args.out, threads=args.threads,
+                    attempt=args.attempt, attempts=args.attempts, allow_missing=args.allow_missing,
+                    process_started=PROCESS_STARTED)
+    except JobFailed as e:   # exit 1: Snakemake retries the job, or the study stops after its last attempt
+        print(f"whatmatters train: error: {e}", file=sys.stderr)
+        sys.exit(1)
+    if "failed" not in m:
+        print(f"{m['dataset']}: trained {m['trained']} runs, reused {m['reused']}; timing {m['timing']}")
 
 
 def cmd_aggregate(args) -> None:

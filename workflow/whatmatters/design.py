@@ -24,6 +24,11 @@ def config_id(levels: dict[str, dict]) -> str:
     return "c" + hashlib.sha256(canonical.encode()).hexdigest()[:10]
 
 
+def run_id(dataset: str, config: str, seed: int) -> str:
+    """Stable id of a run: its dataset, config id and seed, e.g. 'digits-c1a2b3c4d5e-0'."""
+    return f"{dataset}-{config}-{seed}"
+
+
 def _full(factors: dict) -> list[dict[str, str]]:
     names = {f: list(spec["levels"]) for f, spec in factors.items()}
     return [dict(zip(names, combo)) for combo in itertools.product(*names.values())]
@@ -93,7 +98,7 @@ def expand(study: dict) -> dict:
             jobs[(ds["name"], job)] = [c["config_id"] for c in configs[k:k + per_job]]
             for c in configs[k:k + per_job]:
                 for seed in study["seeds"]:
-                    runs.append({"run_id": f"{ds['name']}-{c['config_id']}-{seed}", "dataset": ds["name"],
+                    runs.append({"run_id": run_id(ds["name"], c["config_id"], seed), "dataset": ds["name"],
                                  "config_id": c["config_id"], "seed": seed, "job": job})
     return {"configs": configs, "runs": runs, "jobs": jobs}
 

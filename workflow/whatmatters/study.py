@@ -3,14 +3,19 @@
 `load_study(config)` is the single gate between a user's YAML and any work: every
 problem raises StudyError naming the offending key and the valid choices, before
 anything is trained or written. Registries supply the valid kinds and settings.
+`study_or_exit` and `study_and_design_or_exit` are that gate for the Snakefile and the
+command line: one clear message and exit status 2 instead of a traceback.
 """
 
 from __future__ import annotations
 
 import re
+import sys
+from pathlib import Path
 from typing import Any
 
-from whatmatters.data import DATASETS, NO_VARIANT, SHIFT_RANGES, SHIFTS, default_shift, shift_kinds
+from whatmatters.data import DATASETS, NO_VARIANT, SHIFT_RANGES, SHIFTS, default_shift, shift_kinds, unavailable
+from whatmatters.design import expand
 from whatmatters.errors import StudyError
 from whatmatters.factors import FACTORS
 from whatmatters.outcomes import OUTCOMES
@@ -380,3 +385,29 @@ def load_study(config: dict[str, Any]) -> dict:
             "seed_batch": _auto_or_positive_int}),
         "analysis": analysis,
     }
+
+
+def study_or_exit(config: dict) -> dict:
+    """The checked study, or one clear message on stderr and exit status 2."""
+    return study_and_design_or_exit(config)[0]
+
+
+def study_and_design_or_exit(config: dict) -> tuple[dict, dict]:
+    """The checked study and its expanded design (what the Snakefile needs), or one clear
+    message on stderr and exit status 2."""
+    try:
+        study = load_study(config)
+        check_data(study)
+        return study, expand(study)  # a random design may ask for more configs than the factors allow
+    except StudyError as e:
+        print(f"whatmatters: invalid study: {e}", file=sys.stderr)
+        sys.exit(2)
+
+
+def check_data(study: dict, prepared_dir: str = "results/data") -> None:
+    """StudyError naming a dataset whose files cannot be found, unless it is prepared already."""
+    for d in study["datasets"]:
+        if not (Path(prepared_dir) / f"{d['name']}.pt").exists():
+            problem = unavailable(d["kind"], d["settings"])
+            if problem:
+                raise StudyError(f"datasets ({d['name']}, kind {d['kind']}).root: {problem}")

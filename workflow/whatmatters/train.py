@@ -1,21 +1,15 @@
-"""Training: data, model, factor application, loop, evaluation, in that order.
+"""Training one config: seeds, model, factor application, loop, evaluation, in that order.
 
-`train_run` trains one config on one dataset with one seed and returns its record.
-`train_job` trains a Snakemake job's runs (all seeds of a few configs on one dataset),
-writing each finished run at once to results/runs/{dataset}/{config}/{seed}.json and
-reusing a stored run whose key (everything that determines it) is unchanged.
+`train_runs` trains one config on one prepared dataset with one or several seeds (stacked
+into one model) and returns one record per seed; `train_run` is the one-seed case. A job
+of many runs, the run store and what happens when a job fails: `whatmatters.jobs`.
 """
 
 from __future__ import annotations
 
 import copy
-import hashlib
-import json
 import math
-import os
 import time
-import traceback
-from pathlib import Path
 
 import numpy as np
 import torch
@@ -23,11 +17,11 @@ import torch.nn.functional as F
 from torch import nn
 from torch.func import functional_call, stack_module_state, vmap
 
-from whatmatters import data as datasets
-from whatmatters.errors import WhatmattersError
 from whatmatters.factors import FACTORS
 from whatmatters.factors.architecture import Dropout
-from whatmatters.io import provenance, write_json
+
+
+# Seeds: a run's randomness (weight init, data order, augmentation, dropout), from its seed alone
 
 STREAMS = ("init", "order", "augment", "dropout")
 
@@ -40,50 +34,7 @@ def seed_streams(seed: int) -> dict[str, int]:
     return {name: int(c.generate_state(1, np.uint64)[0] >> 1) for name, c in zip(STREAMS, children)}
 
 
-def resolve_device(name: str) -> torch.device:
-    if name == "auto":
-        name = "cuda" if torch.cuda.is_available() else "cpu"
-    if name == "cuda" and not torch.cuda.is_available():
-        raise WhatmattersError(
-            "execution.device: cuda, but this job sees no CUDA device "
-            f"(CUDA_VISIBLE_DEVICES={os.environ.get('CUDA_VISIBLE_DEVICES', 'unset')}, torch {torch.__version__}, "
-            f"built for CUDA {torch.version.cuda}); run it on a GPU node or set execution.device: auto")
-    return torch.device(name)
-
-
-ECE_BINS = 15   # equal-width confidence bins of the expected calibration error (Guo et al. 2017)
-
-
-@torch.no_grad()
-def evaluate(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, batch: int = 2048) -> dict:
-    """Score `model` on x (N, ...) with labels y (N,).
-
-    Returns {correct, loss (mean cross-entropy), ece, nonfinite (examples whose outputs
-    were not finite)}: ece is the expected calibration
-    error, sum over ECE_BINS equal-width bins of max-probability confidence of
-    |accuracy - mean confidence| x fraction of examples in the bin. Outputs that are not
-    finite (a diverged network) are scored as a uniform guess: chance accuracy,
-    cross-entropy log(classes), so a failed run is a measured result, not a hole.
-    """
-    model.eval()
-    correct, loss, nonfinite = 0, 0.0, 0
-    bins = torch.zeros(2, ECE_BINS, dtype=torch.float64, device=x.device)   # per bin: hits, sum of confidence
-    for i in range(0, len(x), batch):
-        logits = model(x[i:i + batch]).float()
-        finite = torch.isfinite(logits).all(-1, keepdim=True)
-        nonfinite += int((~finite).sum())
-        logits = torch.where(finite, logits, torch.zeros_like(logits))
-        target = y[i:i + batch]
-        confidence, predicted = logits.softmax(-1).max(-1)
-        hit = predicted == target
-        correct += int(hit.sum())
-        loss += float(F.cross_entropy(logits, target, reduction="sum"))
-        which = (confidence * ECE_BINS).long().clamp(max=ECE_BINS - 1)
-        bins.index_add_(1, which, torch.stack([hit, confidence]).double())
-    hits, conf = bins
-    ece = float((hits - conf).abs().sum() / len(x))   # sum_b n_b/N |acc_b - conf_b|
-    return {"correct": correct, "loss": loss / len(x), "ece": ece, "nonfinite": nonfinite}
-
+# Model: the seeds' networks of one config, trained as one
 
 class Replicas:
     """S networks of one config, one per seed, trained in lockstep.
@@ -165,6 +116,13 @@ class Replicas:
             m.mask = None
         return self.models
 
+
+def batchable(levels: dict[str, dict]) -> bool:
+    """Whether a config's seeds can train stacked: every level's kind allows it."""
+    return all(FACTORS[f].kind(lv["kind"]).batchable for f, lv in levels.items())
+
+
+# Loop: factor application, then every step of every epoch
 
 def train_runs(data: dict, levels: dict[str, dict], seeds: list[int], epochs: int, *,
                precision: str = "fp32", channels_last: bool = False) -> list[dict]:
@@ -273,6 +231,47 @@ def _dropout_mask(shape: tuple, p: float, generator: torch.Generator) -> torch.T
     return (torch.rand(shape, device=generator.device, generator=generator) >= p).float() / (1 - p)
 
 
+def train_run(data: dict, levels: dict[str, dict], seed: int, epochs: int, **execution) -> dict:
+    """Train one config with one seed (see train_runs)."""
+    return train_runs(data, levels, [seed], epochs, **execution)[0]
+
+
+# Evaluation: the trained networks scored, and each run's record
+
+ECE_BINS = 15   # equal-width confidence bins of the expected calibration error (Guo et al. 2017)
+
+
+@torch.no_grad()
+def evaluate(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, batch: int = 2048) -> dict:
+    """Score `model` on x (N, ...) with labels y (N,).
+
+    Returns {correct, loss (mean cross-entropy), ece, nonfinite (examples whose outputs
+    were not finite)}: ece is the expected calibration
+    error, sum over ECE_BINS equal-width bins of max-probability confidence of
+    |accuracy - mean confidence| x fraction of examples in the bin. Outputs that are not
+    finite (a diverged network) are scored as a uniform guess: chance accuracy,
+    cross-entropy log(classes), so a failed run is a measured result, not a hole.
+    """
+    model.eval()
+    correct, loss, nonfinite = 0, 0.0, 0
+    bins = torch.zeros(2, ECE_BINS, dtype=torch.float64, device=x.device)   # per bin: hits, sum of confidence
+    for i in range(0, len(x), batch):
+        logits = model(x[i:i + batch]).float()
+        finite = torch.isfinite(logits).all(-1, keepdim=True)
+        nonfinite += int((~finite).sum())
+        logits = torch.where(finite, logits, torch.zeros_like(logits))
+        target = y[i:i + batch]
+        confidence, predicted = logits.softmax(-1).max(-1)
+        hit = predicted == target
+        correct += int(hit.sum())
+        loss += float(F.cross_entropy(logits, target, reduction="sum"))
+        which = (confidence * ECE_BINS).long().clamp(max=ECE_BINS - 1)
+        bins.index_add_(1, which, torch.stack([hit, confidence]).double())
+    hits, conf = bins
+    ece = float((hits - conf).abs().sum() / len(x))   # sum_b n_b/N |acc_b - conf_b|
+    return {"correct": correct, "loss": loss / len(x), "ece": ece, "nonfinite": nonfinite}
+
+
 def _record(data, streams, status, diverged_at, steps, total_steps, train, test, shift, objective) -> dict:
     n, n_test = len(data["y_train"]), len(data["y_test"])
     shifted = {} if shift is None else {
@@ -297,168 +296,3 @@ def _record(data, streams, status, diverged_at, steps, total_steps, train, test,
         "diverged_at_step": diverged_at,
         "streams": streams,
     }
-
-
-def train_run(data: dict, levels: dict[str, dict], seed: int, epochs: int, **execution) -> dict:
-    """Train one config with one seed (see train_runs)."""
-    return train_runs(data, levels, [seed], epochs, **execution)[0]
-
-
-def batchable(levels: dict[str, dict]) -> bool:
-    """Whether a config's seeds can train stacked: every level's kind allows it."""
-    return all(FACTORS[f].kind(lv["kind"]).batchable for f, lv in levels.items())
-
-
-def code_fingerprint() -> str:
-    """Hash of the source that determines a run's result (training, data, factors)."""
-    here = Path(__file__).parent
-    files = [here / "train.py", here / "data.py", *sorted((here / "factors").glob("*.py"))]
-    h = hashlib.sha256()
-    for f in files:
-        h.update(f.name.encode() + f.read_bytes())
-    return h.hexdigest()[:16]
-
-
-def run_key(dataset: dict, levels: dict, seed: int, fingerprint: str, precision: str = "fp32") -> str:
-    """What determines a run's result; a stored run is reused only if its key matches.
-    (How many seeds trained beside it does not: stacking changes results only by
-    floating-point rounding, see train_runs.)"""
-    payload = {"dataset": dataset, "levels": levels, "seed": seed, "code": fingerprint, "precision": precision}
-    return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:20]
-
-
-def resolve_execution(execution: dict, device: torch.device, n_seeds: int) -> dict:
-    """The study's `execution` choices made concrete for this device.
-
-    precision auto: bf16 autocast on a GPU that supports it, else fp32. memory_format auto:
-    channels_last on a GPU (it applies to image data and single seeds). seed_batch auto:
-    every seed of a config together on a GPU, one at a time on a CPU (no faster there,
-    see docs/benchmarks.md).
-    """
-    cuda = device.type == "cuda"
-    precision = execution.get("precision", "auto")
-    if precision == "auto":
-        precision = "bf16" if cuda and torch.cuda.is_bf16_supported() else "fp32"
-    layout = execution.get("memory_format", "auto")
-    if layout == "auto":
-        layout = "channels_last" if cuda else "contiguous"
-    seed_batch = execution.get("seed_batch", "auto")
-    if seed_batch == "auto":
-        seed_batch = n_seeds if cuda else 1
-    return {"precision": precision, "channels_last": layout == "channels_last", "seed_batch": seed_batch}
-
-
-def _stored(path: Path, key: str) -> dict | None:
-    """The stored record at `path` if it is complete and made with `key`, else None."""
-    try:
-        record = json.loads(path.read_text())
-    except (OSError, ValueError):
-        return None
-    return record if record.get("key") == key else None
-
-
-class RunsFailed(WhatmattersError):
-    """Some of a job's runs raised; the others were trained and stored (tracebacks in the log)."""
-
-
-def _train_group(data: dict, levels: dict, seeds: list[int], epochs: int, execution: dict) -> list[dict]:
-    """train_runs, falling back to one seed at a time when the stacked seeds do not fit in
-    the device's memory."""
-    try:
-        return train_runs(data, levels, seeds, epochs, **execution)
-    except torch.OutOfMemoryError:
-        if len(seeds) == 1:
-            raise
-        if torch.cuda.is_available():
-            torch.cuda.empty_cache()
-        return [r for seed in seeds for r in train_runs(data, levels, [seed], epochs, **execution)]
-
-
-def run_store(spec: dict, run_dir: str, fingerprint: str, precision: str) -> tuple[dict, list]:
-    """A job's runs split into those stored with their current key, {(config_id, seed):
-    record}, which a (re)run reuses, and those it must train, [(config, seed, key)]."""
-    stored, todo = {}, []
-    for config in spec["configs"]:
-        for seed in spec["seeds"]:
-            key = run_key(spec["dataset"], config["levels"], seed, fingerprint, precision)
-            record = _stored(Path(run_dir) / config["config_id"] / f"{seed}.json", key)
-            if record is None:
-                todo.append((config, seed, key))
-            else:
-                stored[config["config_id"], seed] = record
-    return stored, todo
-
-
-def train_job(spec: dict, data_path: str, run_dir: str, out_path: str, threads: int = 1,
-              process_started: float | None = None) -> dict:
-    """Train (or reuse) every run of a job and write the job's manifest to `out_path`.
-
-    spec: {dataset: {name, kind, settings, budget}, configs: [{config_id, levels}],
-           seeds: [int], execution: {device, ...}} (see design.job_spec).
-    """
-    job_start = time.time()
-    torch.set_num_threads(threads)
-    torch.use_deterministic_algorithms(True, warn_only=True)
-    device = resolve_device(spec["execution"]["device"])
-    data = datasets.load(data_path)
-    for k, v in data.items():     # every split, the shifted test set too: once per job,
-        if torch.is_tensor(v):    # batches are indexed on the device
-            data[k] = v.to(device)
-    dataset, epochs = spec["dataset"], spec["dataset"]["budget"]["epochs"]
-    fingerprint = code_fingerprint()
-    base = provenance(device=str(device), threads=threads, code_fingerprint=fingerprint)
-    ready = time.time()
-
-    execution = resolve_execution(spec["execution"], device, len(spec["seeds"]))
-    seed_batch = execution.pop("seed_batch")
-    stored, todo = run_store(spec, run_dir, fingerprint, execution["precision"])
-
-    trained, train_seconds, failed = 0, 0.0, {}   # failed: config_id -> (seeds, first error)
-    by_config = {}
-    for config, seed, key in todo:
-        by_config.setdefault(config["config_id"], (config, []))[1].append((seed, key))
-    for config, seeds in by_config.values():
-        size = seed_batch if batchable(config["levels"]) else 1   # else: one at a time
-        for i in range(0, len(seeds), size):
-            group = seeds[i:i + size]
-            try:
-                results = _train_group(data, config["levels"], [seed for seed, _ in group], epochs, execution)
-            except Exception as e:   # a crash (bug, OOM): the job's other runs still train
-                traceback.print_exc()
-                seeds_failed, _ = failed.setdefault(config["config_id"], ([], f"{type(e).__name__}: {e}"))
-                seeds_failed += [seed for seed, _ in group]
-                continue
-            for (seed, key), result in zip(group, results):
-                record = {
-                    "run_id": f"{dataset['name']}-{config['config_id']}-{seed}",
-                    "dataset": dataset["name"], "config_id": config["config_id"], "seed": seed,
-                    "levels": {f: lv["name"] for f, lv in config["levels"].items()},
-                    **result,
-                    "key": key,
-                    "settings": {"dataset": dataset, "levels": config["levels"]},
-                    "provenance": base,
-                }
-                write_json(Path(run_dir) / config["config_id"] / f"{seed}.json", record)
-                stored[config["config_id"], seed] = record
-                trained += 1
-                train_seconds += record["train_seconds"]
-    if failed:
-        raise RunsFailed("training raised for config " + "; ".join(
-            f"{c} seeds {seeds} ({error})" for c, (seeds, error) in failed.items()) + "; the job's other runs are stored")
-    records = [stored[config["config_id"], seed] for config in spec["configs"] for seed in spec["seeds"]]
-
-    manifest = {
-        "dataset": dataset["name"],
-        "runs": records,
-        "trained": trained,
-        "reused": len(records) - trained,
-        "timing": {
-            # process start -> job start: interpreter and imports; job start -> ready: data load
-            "startup_seconds": None if process_started is None else job_start - process_started,
-            "load_seconds": ready - job_start,
-            "train_seconds": train_seconds,  # runs trained by this job (reused ones cost nothing)
-        },
-        "provenance": base,
-    }
-    write_json(out_path, manifest)
-    return manifest
