@@ -44,39 +44,7 @@ rule summarize:
         posterior="results/analysis/{outcome}/posterior.nc",
         table="results/table/runs.parquet",
     output:
-        importance=report(
-            "results/analysis/{outcome}/importance.csv",
-            caption="../report/importance_table.rst",
-            category="{outcome}",
-            subcategory="Tables",
-        ),
-        ranks="results/analysis/{outcome}/ranks.csv",
-        estimands=report(
-            "results/analysis/{outcome}/estimands.csv",
-            caption="../report/estimands_table.rst",
-            category="{outcome}",
-            subcategory="Tables",
-        ),
-        agreement="results/analysis/{outcome}/estimand_agreement.csv",
-        classical=report(
-            "results/analysis/{outcome}/classical.csv",
-            caption="../report/classical.rst",
-            category="{outcome}",
-            subcategory="Tables",
-        ),
-        hypotheses_table=report(
-            "results/analysis/{outcome}/hypotheses.csv",
-            caption="../report/hypotheses.rst",
-            category="{outcome}",
-            subcategory="Tables",
-        ),
-        hypotheses=report(
-            "results/analysis/{outcome}/hypotheses.json",
-            caption="../report/hypotheses.rst",
-            category="{outcome}",
-            subcategory="Tables",
-        ),
-        diagnostics="results/analysis/{outcome}/diagnostics.json",
+        **outcome_files("results/analysis/{outcome}", SUMMARIES, REPORTED_SUMMARIES),
     log:
         "results/logs/summarize/{outcome}.log",
     localrule: True
@@ -93,48 +61,7 @@ rule plot:
     input:
         "results/analysis/{outcome}/posterior.nc",
     output:
-        ranks=report(
-            "results/plots/{outcome}/ranks.png",
-            caption="../report/ranks.rst",
-            category="{outcome}",
-            subcategory="Importance ranks",
-        ),
-        importance=report(
-            "results/plots/{outcome}/importance.png",
-            caption="../report/importance.rst",
-            category="{outcome}",
-            subcategory="Importance",
-        ),
-        level_effects=report(
-            "results/plots/{outcome}/level_effects.png",
-            caption="../report/level_effects.rst",
-            category="{outcome}",
-            subcategory="Level effects",
-        ),
-        ppc=report(
-            "results/plots/{outcome}/ppc.png",
-            caption="../report/ppc.rst",
-            category="{outcome}",
-            subcategory="Posterior predictive check",
-        ),
-        estimands=report(
-            "results/plots/{outcome}/estimands.png",
-            caption="../report/estimands.rst",
-            category="{outcome}",
-            subcategory="Importance",
-        ),
-        diagnostics=report(
-            "results/plots/{outcome}/diagnostics.png",
-            caption="../report/diagnostics.rst",
-            category="{outcome}",
-            subcategory="Sampling diagnostics",
-        ),
-        svg=multiext(
-            "results/plots/{outcome}/",
-            "ranks.svg",
-            "importance.svg",
-            "level_effects.svg",
-        ),
+        **outcome_files("results/plots/{outcome}", FIGURES, REPORTED_FIGURES),
     log:
         "results/logs/plot/{outcome}.log",
     localrule: True

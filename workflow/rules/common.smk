@@ -16,8 +16,10 @@ os.environ["PYTHONPATH"] = os.pathsep.join(
 from whatmatters.study import study_and_design_or_exit
 from whatmatters.design import job_spec
 from whatmatters.analysis_spec import analysis_spec
+from whatmatters.outputs import FIGURES, SUMMARIES
 
-STUDY, DESIGN = study_and_design_or_exit(config)  # one clear message and exit 2 on a bad study
+# One clear message and exit 2 on a bad study.
+STUDY, DESIGN = study_and_design_or_exit(config)
 DATASETS = [d["name"] for d in STUDY["datasets"]]
 OUTCOMES = STUDY["outcomes"]
 
@@ -49,20 +51,45 @@ def job_manifests():
     return [f"results/runs/{d}/jobs/{j}.json" for (d, j) in DESIGN["jobs"]]
 
 
+# The per-outcome outputs the report shows: output name -> (caption in workflow/report/, subcategory).
+REPORTED_SUMMARIES = {
+    "importance": ("importance_table.rst", "Tables"),
+    "estimands": ("estimands_table.rst", "Tables"),
+    "classical": ("classical.rst", "Tables"),
+    "hypotheses_table": ("hypotheses.rst", "Tables"),
+    "hypotheses": ("hypotheses.rst", "Tables"),
+}
+REPORTED_FIGURES = {
+    "ranks": ("ranks.rst", "Importance ranks"),
+    "importance": ("importance.rst", "Importance"),
+    "level_effects": ("level_effects.rst", "Level effects"),
+    "ppc": ("ppc.rst", "Posterior predictive check"),
+    "estimands": ("estimands.rst", "Importance"),
+    "diagnostics": ("diagnostics.rst", "Sampling diagnostics"),
+}
+
+
+def outcome_files(folder, files, reported):
+    """{output name: path} of one outcome's `files` (whatmatters.outputs) in `folder`, those
+    the report shows flagged with their caption."""
+    paths = {name: f"{folder}/{file}" for name, file in files.items()}
+    for name, (caption, subcategory) in reported.items():
+        paths[name] = report(
+            paths[name],
+            caption=f"../report/{caption}",
+            category="{outcome}",
+            subcategory=subcategory,
+        )
+    return paths
+
+
 def all_targets():
-    plots = (
-        "ranks.png",
-        "ranks.svg",
-        "importance.png",
-        "importance.svg",
-        "level_effects.png",
-        "level_effects.svg",
-        "diagnostics.png",
-    )
-    summaries = ("importance.csv", "ranks.csv", "hypotheses.json", "diagnostics.json")
-    return (
-        ["results/design/runs.tsv", "results/table/runs.parquet"]
-        + ["results/analysis/outcomes.csv", "results/plots/outcomes.png"]
-        + [f"results/plots/{o}/{p}" for o in OUTCOMES for p in plots]
-        + [f"results/analysis/{o}/{s}" for o in OUTCOMES for s in summaries]
-    )
+    """Every output of the study's rules: design, run table, each outcome's summaries and
+    figures, and the outcomes compared."""
+    per_outcome = [*rules.summarize.output, *rules.plot.output]
+    return [
+        *rules.design.output,
+        *rules.aggregate.output,
+        *expand(per_outcome, outcome=OUTCOMES),
+        *rules.compare_outcomes.output,
+    ]

@@ -17,6 +17,7 @@ import numpy as np  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 
 from whatmatters.io import atomic_path  # noqa: E402
+from whatmatters.outputs import FIGURES  # noqa: E402
 from whatmatters.posterior import (  # noqa: E402
     POOLED, hdi, importance_by_scope, level_dim, provenance_of, spec_of,
 )
@@ -26,18 +27,18 @@ RED, GREEN, ORANGE, BLUE = "#c0392b", "#1e8449", "#d68910", "#2e86c1"
 
 
 def plot_outcome(idata, spec: dict, out_dir) -> list[Path]:
-    """Write ranks, importance and level_effects (.png and .svg each) and diagnostics.png
-    into `out_dir`, atomically. Returns the paths written."""
+    """Write the figures of `whatmatters.outputs.FIGURES` into `out_dir`, atomically (ppc.png
+    only when the posterior holds the runs). Returns the paths written."""
     out = Path(out_dir)
     stamp = _stamp(idata, spec)
     written = []
-    for name, fig in (("ranks", ranks_figure(idata)), ("importance", importance_figure(idata)),
-                      ("level_effects", level_effects_figure(idata, spec))):
-        written += [_save(fig, out / f"{name}.{fmt}", stamp) for fmt in ("png", "svg")]
+    for key, fig in (("ranks", ranks_figure(idata)), ("importance", importance_figure(idata)),
+                     ("level_effects", level_effects_figure(idata, spec))):
+        written += [_save(fig, out / FIGURES[k], stamp) for k in (key, f"{key}_svg")]
     if "constant_data" in idata.groups() and {"run_trials", "run_value"} & set(idata.constant_data):
-        written.append(_save(ppc_figure(idata), out / "ppc.png", stamp))
-    written.append(_save(estimands_figure(idata), out / "estimands.png", stamp))
-    written.append(_save(diagnostics_figure(diagnostics(idata)), out / "diagnostics.png", stamp))
+        written.append(_save(ppc_figure(idata), out / FIGURES["ppc"], stamp))
+    written.append(_save(estimands_figure(idata), out / FIGURES["estimands"], stamp))
+    written.append(_save(diagnostics_figure(diagnostics(idata)), out / FIGURES["diagnostics"], stamp))
     return written
 
 

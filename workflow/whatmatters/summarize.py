@@ -26,6 +26,7 @@ from whatmatters import hypotheses as H
 from whatmatters.errors import WhatmattersError
 from whatmatters.estimands import describe, present, rank_agreement
 from whatmatters.io import atomic_path, provenance, write_json
+from whatmatters.outputs import SUMMARIES
 from whatmatters.posterior import ATTR_FREE, INTERVAL, POOLED, hdi, importance_by_scope, provenance_of, spec_of
 
 log = logging.getLogger(__name__)
@@ -228,12 +229,11 @@ def diagnostics(idata: az.InferenceData) -> dict:
 
 def write_summaries(idata: az.InferenceData, spec: dict, out_dir, table: pd.DataFrame | None = None,
                     missing: list[str] | None = None) -> dict[str, Path]:
-    """Write importance.csv, ranks.csv, estimands.csv, estimand_agreement.csv,
-    hypotheses.json, hypotheses.csv, classical.csv (when the run `table` is given),
-    diagnostics.json and provenance.json into `out_dir`, each atomically; log a loud
-    warning if sampling was unhealthy and where the classical check disagrees.
-    `missing`: run_ids of design runs the fit went without (analysis.allow_missing), counted
-    and named in diagnostics.json. Returns {name: path}."""
+    """Write the files of `whatmatters.outputs.SUMMARIES` (classical.csv only when the run
+    `table` is given) into `out_dir`, each atomically; log a loud warning if sampling was
+    unhealthy and where the classical check disagrees. `missing`: run_ids of design runs
+    the fit went without (analysis.allow_missing), counted and named in diagnostics.json.
+    Returns {file name: path}."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     prov = provenance(step="summarize", outcome=spec["outcome"]["name"],
@@ -251,28 +251,24 @@ def write_summaries(idata: az.InferenceData, spec: dict, out_dir, table: pd.Data
                                 + ", ".join(missing[:10]) + (" ..." if len(missing) > 10 else ""))
         log.warning("%s", diag["warnings"][-1])
 
-    names = ["importance.csv", "ranks.csv", "estimands.csv", "estimand_agreement.csv", "hypotheses.json",
-             "hypotheses.csv", "diagnostics.json", "provenance.json"]
-    if table is not None:
-        names.append("classical.csv")
-    paths = {name: out / name for name in names}
-    _write_csv(paths["importance.csv"], importance_table(idata))
-    _write_csv(paths["ranks.csv"], rank_probabilities(idata))
-    _write_csv(paths["estimands.csv"], estimands_table(idata))
-    _write_csv(paths["estimand_agreement.csv"], rank_agreement(idata.posterior))
-    _write_csv(paths["hypotheses.csv"], hypotheses_table(idata, spec["hypotheses"]))
+    paths = {key: out / name for key, name in SUMMARIES.items() if key != "classical" or table is not None}
+    _write_csv(paths["importance"], importance_table(idata))
+    _write_csv(paths["ranks"], rank_probabilities(idata))
+    _write_csv(paths["estimands"], estimands_table(idata))
+    _write_csv(paths["agreement"], rank_agreement(idata.posterior))
+    _write_csv(paths["hypotheses_table"], hypotheses_table(idata, spec["hypotheses"]))
     if table is not None:
         check = classical_check(idata, table, spec)
         for row in check.loc[~check["agrees"]].itertuples():
             log.warning("classical check disagrees on %s (%s): ANOVA eta^2 rank %d, Bayesian 90%% rank "
                         "interval [%d, %d]", row.factor, row.dataset, row.classical_rank,
                         row.bayes_rank_low, row.bayes_rank_high)
-        _write_csv(paths["classical.csv"], check)
-    write_json(paths["hypotheses.json"], {
+        _write_csv(paths["classical"], check)
+    write_json(paths["hypotheses"], {
         "hypotheses": hypothesis_probabilities(idata, spec["hypotheses"]), "provenance": prov})
-    write_json(paths["diagnostics.json"], {**diag, "provenance": prov})
-    write_json(paths["provenance.json"], prov)
-    return paths
+    write_json(paths["diagnostics"], {**diag, "provenance": prov})
+    write_json(paths["provenance"], prov)
+    return {path.name: path for path in paths.values()}
 
 
 def _write_csv(path: Path, table: pd.DataFrame) -> None:
