@@ -1,14 +1,17 @@
-"""estimands: the logit-scale importance is the finite-population sd of the level effects."""
+"""estimands: the logit-scale importance is the finite-population sd of the level effects, and
+every estimand of the registry is computed per scope and described (one entry in
+ESTIMANDS and its computation in add_estimands, this parametrized test)."""
 
+import arviz as az
 import numpy as np
 import pytest
+import xarray as xr
 
 from whatmatters import estimands as E
+from whatmatters.outcomes import OUTCOMES
 
 
 def test_importance_is_finite_population_sd():
-    import arviz as az
-
     spec = {"factors": {"a": {"levels": ["x", "y", "z"], "baseline": "x"}, "b": {"levels": ["p", "q"], "baseline": "p"}}}
     beta_a = np.array([1.0, 0.0, -1.0])
     gamma_a = np.array([[0.5, -0.5, 0.0], [-0.5, 0.5, 0.0]])   # (dataset, level)
@@ -28,3 +31,31 @@ def test_importance_is_finite_population_sd():
     assert imp.sel(factor="b", dataset="d2").item() == pytest.approx(np.std([0.3, -0.3], ddof=1))
     assert idata.posterior["importance_pooled"].sel(factor="a").item() == pytest.approx(
         imp.sel(factor="a").mean().item())
+
+
+def _posterior_with_interactions():
+    """One draw, two datasets, factors a (3 levels) and b (2), their interaction."""
+    rng = np.random.default_rng(0)
+    return xr.Dataset({
+        "alpha": (("chain", "draw", "dataset"), np.array([[[1.0, 2.0]]])),
+        "beta_a": (("chain", "draw", "level_a"), np.array([[[-1.0, 0.2, 0.8]]])),
+        "gamma_a": (("chain", "draw", "dataset", "level_a"), np.array([[[[0.1, -0.1, 0.0], [-0.1, 0.1, 0.0]]]])),
+        "beta_b": (("chain", "draw", "level_b"), np.array([[[0.4, -0.4]]])),
+        "interaction_a__b": (("chain", "draw", "level_a", "level_b"), rng.normal(0, 0.2, (1, 1, 3, 2))),
+    }, coords={"dataset": ["d1", "d2"], "level_a": ["x", "y", "z"], "level_b": ["p", "q"]})
+
+
+@pytest.mark.parametrize("name", list(E.ESTIMANDS))
+def test_every_estimand_is_computed_per_scope_and_described(name):
+    spec = {"factors": {"a": {"levels": ["x", "y", "z"], "baseline": "x"}, "b": {"levels": ["p", "q"], "baseline": "q"}},
+            "outcome": {"name": "test_accuracy", **OUTCOMES["test_accuracy"]}}
+    post = _posterior_with_interactions()
+    grid = np.array([[i, j] for i in range(3) for j in range(2)])
+    E.add_estimands(post, spec, np.vstack([grid, grid]), np.repeat([0, 1], len(grid)))
+    assert name in E.present(post)
+    assert post[name].dims == ("chain", "draw", "factor", "dataset")
+    assert post[f"{name}_pooled"].dims == ("chain", "draw", "factor")
+    assert np.isfinite(post[name]).all() and (post[name] >= 0).all()
+    for outcome in ("test_accuracy", "final_train_loss"):
+        label, unit = E.describe(name, {"name": outcome, **OUTCOMES[outcome]})
+        assert label and unit
