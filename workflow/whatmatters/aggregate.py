@@ -6,8 +6,8 @@ and code revision. A design run with no readable record is named in the error: t
 analysis never runs silently on a hole. A job manifest or run record that is truncated or
 corrupted is named and refused, never half-read. With `allow_missing` (the study's
 `analysis.allow_missing`), runs whose training failed (a job that failed its last attempt
-records them in its manifest, see `whatmatters.cli`) become rows with status "missing" and
-no outcomes; `present_runs` drops them for the fit, or refuses them.
+records them in its manifest, see `whatmatters.jobs.run_job`) become rows with status
+"missing" and no outcomes; `present_runs` drops them for the fit, or refuses them.
 """
 
 from __future__ import annotations
