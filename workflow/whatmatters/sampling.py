@@ -18,6 +18,7 @@ from whatmatters.errors import WhatmattersError
 from whatmatters.posterior import ATTR_FREE, ATTR_SAMPLER
 
 LAPLACE_MAX_DIM = 200   # free dimensions up to which NUTS starts from the Laplace approximation
+LAPLACE_WEIGHT = 10     # draws' worth of weight the Laplace covariance keeps in the mass matrix's adaptation
 
 
 def sample(model: pm.Model, s: dict, nutpie_ok: bool = False) -> az.InferenceData:
@@ -64,7 +65,7 @@ def _laplace_start(model: pm.Model, chains: int, target_accept: float, seed: int
     hundredth of their prior width (sigma_seed on 20,000 runs), early warm-up then runs
     trees of depth 8-10 until the mass matrix catches up, most of the fit's time. Here the
     mode is found by L-BFGS, the Hessian by central differences of the gradient, and the
-    diagonal of its inverse seeds the usual adaptation (weight of 10 draws), so warm-up
+    diagonal of its inverse seeds the usual adaptation (LAPLACE_WEIGHT draws), so warm-up
     starts near where it ends. Returns `pm.sample` keyword arguments (`step`, `initvals`).
     """
     import scipy.optimize
@@ -100,7 +101,7 @@ def _laplace_start(model: pm.Model, chains: int, target_accept: float, seed: int
         x = mode + rng.normal(size=mode.size) * np.sqrt(variance)
         point = DictToArrayBijection.rmap(RaveledVars(x, x0.point_map_info))
         initvals.append({to_rv[k].name: _constrained(model, to_rv[k], v) for k, v in point.items()})
-    potential = QuadPotentialFullAdapt(mode.size, mode, cov, 10)
+    potential = QuadPotentialFullAdapt(mode.size, mode, cov, LAPLACE_WEIGHT)
     return {"step": pm.NUTS(value_vars, model=model, potential=potential, target_accept=target_accept),
             "initvals": initvals}
 
