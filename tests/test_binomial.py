@@ -44,12 +44,15 @@ def test_model_structure(table):
     spec = make_spec()
     model = B.build_model(table, spec)
     assert {v.name for v in model.free_RVs} == {
-        "alpha", "sigma", "tau", "sigma_seed", "beta_tilde", "gamma_tilde", "eta"}
+        "alpha", "sigma", "tau", "sigma_seed", "sigma_config", "beta_tilde", "gamma_tilde", "config_tilde", "eta"}
     dims = model.named_vars_to_dims
     assert dims["alpha"] == ("dataset",) and dims["sigma_seed"] == ("dataset",)
     assert dims["sigma"] == ("factor",) and dims["tau"] == ("factor",)
     assert dims["beta_tilde"] == ("contrast",) and dims["gamma_tilde"] == ("dataset_contrast", "contrast")
     assert dims["eta"] == ("run",) and dims["n_test_correct"] == ("run",)
+    # one config residual per config and dataset, shared by its seeds
+    assert dims["sigma_config"] == ("dataset",) and dims["config_residual"] == ("cell",)
+    assert len(model.coords["cell"]) == len(table.drop_duplicates(["dataset", *LEVELS]))
     for f in LEVELS:
         assert dims[f"beta_{f}"] == (f"level_{f}",)
         assert dims[f"gamma_{f}"] == ("dataset", f"level_{f}")

@@ -4,20 +4,24 @@ For run r on dataset d = d(r), with level l_f(r) of every factor f, n_r trials a
 k_r successes (e.g. test examples and correctly classified ones):
 
     k_r           ~ Binomial(n_r, logistic(eta_r))                       # Likelihood
-    eta_r         = mu_r + eps_r
+    eta_r         = mu_r + u_c(r) + eps_r
     mu_r          = alpha_d + sum_f (beta_f[l_f(r)] + gamma_f[d, l_f(r)])
 
     alpha_d       ~ Normal(logit(pooled accuracy of d), 1.5)            # Priors
     sigma_f       ~ HalfNormal(1)
     tau_f         ~ HalfNormal(0.5)
     sigma_seed_d  ~ HalfNormal(0.5)
+    sigma_config_d ~ HalfNormal(1)
     beta_f        ~ ZeroSumNormal(sigma_f)              over levels
     gamma_f       ~ ZeroSumNormal(sigma_f * tau_f)      over datasets and levels
+    u_c           ~ Normal(0, sigma_config_d)           per cell c (a config on a dataset)
     eps_r         ~ Normal(0, sigma_seed_d)
 
 beta_f is the pooled effect of each level of f, gamma_f its dataset-specific deviation
-(left out when the study has one dataset), eps_r the seed-to-seed noise that makes the
-binomial overdispersed. Diverged runs are data like any other: they enter through eps_r.
+(left out when the study has one dataset), u_c the config residual (what the additive
+prediction misses about a config: interactions, failures that need two factors; every
+seed of the config shares it; `whatmatters.collapsed` explains it), eps_r the
+seed-to-seed noise that makes the binomial overdispersed. Diverged runs are data like any other: they enter through eps_r.
 
 Sampler coordinates. The factor effects are non-centred (beta_f = sigma_f * z_f with
 z_f standard, the same for gamma_f): a handful of levels per factor say little about
@@ -54,8 +58,9 @@ import numpy as np
 import pandas as pd
 import pymc as pm
 import scipy.linalg
+import xarray as xr
 
-from whatmatters import outcomes, priors
+from whatmatters import outcomes, population, priors
 from whatmatters.errors import WhatmattersError
 from whatmatters.outcomes import pooled_logit
 from whatmatters.posterior import level_dim
@@ -78,7 +83,8 @@ def build_model(table: pd.DataFrame, spec: dict) -> pm.Model:
       `level_<factor>` (L_f) for each factor, `contrast` (sum_f (L_f - 1)) and
       `dataset_contrast` (D - 1). Free variables: `alpha` (dataset), `sigma` (factor),
       `tau` (factor), `sigma_seed` (dataset), `beta_tilde` (contrast), `gamma_tilde`
-      (dataset_contrast, contrast), `eta` (run); `tau` and `gamma_tilde` only if
+      (dataset_contrast, contrast), `sigma_config` (dataset), `config_tilde` (cell),
+      `eta` (run); `tau` and `gamma_tilde` only if
       D > 1. Deterministics, the ones to read: `beta_<f>` (level_<f>) and `gamma_<f>`
       (dataset, level_<f>). Observed: `<outcome successes column>` (run).
 
@@ -100,12 +106,16 @@ def build_model(table: pd.DataFrame, spec: dict) -> pm.Model:
     factor_of_contrast = np.repeat(np.arange(len(factors)), [n - 1 for n in n_levels])
     level_codes, _ = codes(runs, spec)                                          # (R, F)
     cells = dataset_of_run[:, None] * sum(n_levels) + first + level_codes     # (R, F) into (D, sum L)
+    # config cells: runs on one dataset with the same levels (they differ in the seed only)
+    cell_keys, cell_of_run = np.unique(np.column_stack([dataset_of_run, level_codes]), axis=0,
+                                       return_inverse=True)
 
     coords = {
         "factor": factors, "dataset": datasets, "run": runs["run_id"].astype(str).tolist(),
         **{level_dim(f): list(spec["factors"][f]["levels"]) for f in factors},
         "contrast": [f"{f}[{k}]" for f, n in zip(factors, n_levels) for k in range(1, n)],
         "dataset_contrast": [f"dataset[{k}]" for k in range(1, len(datasets))],
+        "cell": np.arange(len(cell_keys)),
     }
     with pm.Model(coords=coords) as model:
         # Data
@@ -137,8 +147,14 @@ def build_model(table: pd.DataFrame, spec: dict) -> pm.Model:
             if multi:
                 pm.Deterministic(f"gamma_{f}", gamma[:, start:start + size], dims=("dataset", level_dim(f)))
 
-        # mu_r = alpha_d + sum_f (beta_f + gamma_f)[d, l_f(r)]
-        mu = alpha[dataset_idx] + effect.flatten()[cell].sum(axis=1)              # (R,)
+        # u_c ~ Normal(0, sigma_config_d), non-centred (a few seeds say little about it)
+        config_tilde = pm.Normal("config_tilde", mu=0.0, sigma=1.0, dims="cell")
+        config_residual = pm.Deterministic(
+            "config_residual", scales.sigma_config[cell_keys[:, 0]] * config_tilde, dims="cell")
+
+        # mu_r = alpha_d + sum_f (beta_f + gamma_f)[d, l_f(r)] + u_c(r)
+        mu = (alpha[dataset_idx] + effect.flatten()[cell].sum(axis=1)
+              + config_residual[cell_of_run.ravel()])                              # (R,)
 
         # Likelihood: eta_r = mu_r + eps_r, eps_r ~ Normal(0, sigma_seed_d), centred: with
         # hundreds of test examples per run the data pin each eta_r down far more tightly
@@ -164,7 +180,22 @@ def fit(runs: pd.DataFrame, spec: dict) -> tuple[az.InferenceData, dict]:
     if spec["model"]["interactions"]:
         raise WhatmattersError("analysis.interactions: true needs analysis.method: collapsed; "
                                "the binomial model has main effects only")
-    return sample(build_model(runs, spec), spec["sampler"], nutpie_ok=True), {}
+    model = build_model(runs, spec)
+    idata = sample(model, spec["sampler"], nutpie_ok=True)
+    # the config residuals' means over the study's population, per level (`whatmatters.population`)
+    datasets, factors = list(spec["datasets"]), list(spec["factors"])
+    level_codes, dataset_codes = codes(runs, spec)
+    cell_keys = np.unique(np.column_stack([dataset_codes, level_codes]), axis=0)
+    residual = idata.posterior["config_residual"].transpose("chain", "draw", "cell").values
+    config_sd = idata.posterior["sigma_config"].transpose("chain", "draw", "dataset").values
+    n_levels = [len(spec["factors"][f]["levels"]) for f in factors]
+    rng = np.random.default_rng(int(spec["sampler"]["seed"]))
+    means = population.residual_level_means(residual, cell_keys[:, 1:], cell_keys[:, 0], config_sd, n_levels, rng)
+    for f, value in zip(factors, means):
+        idata.posterior[f"residual_level_{f}"] = xr.DataArray(
+            value, dims=("chain", "draw", "dataset", level_dim(f)),
+            coords={"dataset": datasets, level_dim(f): list(spec["factors"][f]["levels"])})
+    return idata, {"cells": int(len(cell_keys))}
 
 
 def _dot(a, b):

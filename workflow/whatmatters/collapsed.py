@@ -7,17 +7,23 @@ n_r test examples correct:
 
     y_r   = log((k_r + 1/2) / (n_r - k_r + 1/2))            empirical logit of accuracy
     v_r   = 1 / (k_r + 1/2) + 1 / (n_r - k_r + 1/2)          its binomial variance (delta method)
-    y_r   = mu_c + eps_r + e_r,    eps_r ~ Normal(0, sigma_seed_d),   e_r ~ Normal(0, v_c)
+    y_r   = mu_c + u_c + eps_r + e_r,    eps_r ~ Normal(0, sigma_seed_d),   e_r ~ Normal(0, v_c)
     mu_c  = x_c . theta = alpha_d + sum_f (beta_f + gamma_f[d])[l_f(c)]
                           (+ sum_{f<g} delta_fg[l_f(c), l_g(c)]   when interactions are on)
+    u_c   ~ Normal(0, sigma_config_d)          the config residual (see below)
     theta ~ Normal(m0, Lambda),  Lambda = diag(1.5^2 (alpha), sigma_f^2 (beta contrasts),
                                                 (sigma_f tau_f)^2 (gamma), sigma_int^2 (delta))
 
-with v_c the mean of v_r over the cell. The cell's mean ybar_c and within-cell sum of
-squares SS_c are sufficient, and given the scales psi = (sigma, tau, sigma_seed,
-sigma_int) the model is linear Gaussian, so theta integrates out exactly:
+with v_c the mean of v_r over the cell. u_c is what the additive (main-effects) prediction
+misses about config c on dataset d: interactions the model does not spell out, a failure
+that needs two factors at once. It is exchangeable over configs with its own scale per
+dataset, separate from seed noise: every seed of the config shares it. The cell's mean
+ybar_c and within-cell sum of squares SS_c are sufficient, and given the scales psi =
+(sigma, tau, sigma_seed, sigma_config, sigma_int) the model is linear Gaussian, so theta
+and u integrate out exactly:
 
-    ybar ~ Normal(X m0, W^-1 + X Lambda X'),   W = diag(m_c / (v_c + sigma_seed_d^2))
+    ybar ~ Normal(X m0, W^-1 + X Lambda X'),
+           W = diag(m_c / (v_c + sigma_seed_d^2 + m_c sigma_config_d^2))
     SS_c / (v_c + sigma_seed_d^2) ~ ChiSquared(m_c - 1)
 
     log p(ybar | psi) = -1/2 [ r'Wr - b'A^-1 b + log|A| + log|Lambda| - log|W| ] + const
@@ -28,10 +34,10 @@ factor. theta is then drawn, per posterior draw, from its exact Gaussian conditi
 Normal(m0 + A^-1 b, A^-1) (`draw_effects`).
 
 Speed: X'WX needs a pass over the cells per gradient, unless cells share a weight. Cells
-are therefore grouped per dataset by their binomial variance v_c into geometric bins (at
-most `MAX_BINS` per dataset, neighbouring bins a factor `BIN_RATIO` apart at least) and
-each group uses its mean v; then X'WX = sum_g u_g G_g with G_g = sum_{c in g} m_c x_c x_c'
-precomputed, and a gradient costs a few (P x P) products however many runs there are.
+are therefore grouped per dataset and seed count m_c by their binomial variance v_c into
+geometric bins (at most `MAX_BINS` per dataset and m, neighbouring bins a factor `BIN_RATIO`
+apart at least) and each group uses its mean v; then X'WX = sum_g w_g G_g with
+G_g = sum_{c in g} x_c x_c' precomputed, and a gradient costs a few (P x P) products however many runs there are.
 The binning moves a cell's noise variance by at most (ratio - 1) of itself, recorded in
 the fit's provenance; it matters far less than the plug-in v_r itself.
 
@@ -55,8 +61,8 @@ import scipy.linalg
 import xarray as xr
 from pytensor.graph import Apply, Op
 
-from whatmatters import outcomes, priors
-from whatmatters.posterior import level_dim
+from whatmatters import outcomes, population, priors
+from whatmatters.posterior import interaction_name, level_dim, pair_name
 from whatmatters.priors import ALPHA_SD, zero_sum_basis
 from whatmatters.runtable import codes
 from whatmatters.sampling import sample
@@ -81,17 +87,23 @@ class Collapsed:
     m0: np.ndarray                        # (P,) prior mean: pooled logit per dataset, 0 elsewhere
     blocks: dict[str, slice]              # "alpha", "beta", "gamma", "delta" -> columns
     factor_of_contrast: np.ndarray        # (S,) factor index of each beta contrast
-    gram: np.ndarray                      # (G, Q, Q) sum m_c z_c z_c'   (x_c = lift_d z_c)
-    cross: np.ndarray                     # (G, Q) sum m_c z_c r_c
+    pair_of_column: np.ndarray            # (I,) pair index of each delta column
+    gram: np.ndarray                      # (G, Q, Q) sum z_c z_c'   (x_c = lift_d z_c)
+    cross: np.ndarray                     # (G, Q) sum z_c r_c
     lift: np.ndarray                      # (D, P, Q) dataset d's map from z to x
-    square: np.ndarray                    # (G,) sum m_c r_c^2
+    square: np.ndarray                    # (G,) sum r_c^2
     n_cells: np.ndarray                   # (G,)
+    seeds: np.ndarray                     # (G,) the runs per cell m_c, the same in a group
     within_df: np.ndarray                 # (G,) sum (m_c - 1)
     within_ss: np.ndarray                 # (G,) sum SS_c
     variance: np.ndarray                  # (G,) the group's binomial variance v_g
     dataset_of_group: np.ndarray          # (G,)
     group_of_cell: np.ndarray             # (C,)
     max_variance_shift: float             # max |v_c / v_g - 1| over cells
+    cell_x: np.ndarray                    # (C, P) design rows, for the config residuals' draws
+    cell_r: np.ndarray                    # (C,) ybar_c - x_c m0
+    cell_levels: np.ndarray               # (C, F) level codes of each cell
+    cell_data: np.ndarray                 # (C,) dataset code of each cell
 
     @property
     def n_columns(self) -> int:
@@ -162,70 +174,82 @@ def prepare(level_codes: np.ndarray, dataset_of_run: np.ndarray, y, v, n_levels:
     m0[blocks["alpha"]] = centre
     r = ybar - x @ m0
 
-    # Weight groups: per dataset, geometric bins of the cells' binomial variance.
+    # Weight groups: per dataset and seed count, geometric bins of the binomial variance.
     group = np.empty(len(m), dtype=np.int64)
     n_groups = 0
     for d in range(n_data):
-        mine = np.flatnonzero(cell_data == d)
-        logv = np.log(np.maximum(vbar[mine], 1e-300))   # continuous outcomes: v = 0, one group
-        width = max(np.log(BIN_RATIO), (logv.max() - logv.min()) / max_bins * (1 + 1e-9))
-        bins = np.floor((logv - logv.min()) / width).astype(np.int64)
-        _, local = np.unique(bins, return_inverse=True)
-        group[mine] = n_groups + local.ravel()
-        n_groups += local.max() + 1
+        for seeds in np.unique(m[cell_data == d]):
+            mine = np.flatnonzero((cell_data == d) & (m == seeds))
+            logv = np.log(np.maximum(vbar[mine], 1e-300))   # continuous outcomes: v = 0, one group
+            width = max(np.log(BIN_RATIO), (logv.max() - logv.min()) / max_bins * (1 + 1e-9))
+            bins = np.floor((logv - logv.min()) / width).astype(np.int64)
+            _, local = np.unique(bins, return_inverse=True)
+            group[mine] = n_groups + local.ravel()
+            n_groups += local.max() + 1
     n_cells = np.bincount(group, minlength=n_groups)
     variance = np.bincount(group, weights=vbar, minlength=n_groups) / n_cells
-    dataset_of_group = np.zeros(n_groups, dtype=np.int64)
-    dataset_of_group[group] = cell_data
+    dataset_of_group, seeds_of_group = np.zeros(n_groups, dtype=np.int64), np.zeros(n_groups)
+    dataset_of_group[group], seeds_of_group[group] = cell_data, m
 
-    weighted = z * m[:, None]
     gram = np.zeros((n_groups, z.shape[1], z.shape[1]))
     for g in range(n_groups):
         rows = group == g
-        gram[g] = weighted[rows].T @ z[rows]
+        gram[g] = z[rows].T @ z[rows]
     return Collapsed(
         factors=list(factors), datasets=list(datasets), n_levels=list(n_levels), pairs=pairs,
         m0=m0, blocks=blocks,
         factor_of_contrast=np.repeat(np.arange(len(factors)), [n - 1 for n in n_levels]),
+        pair_of_column=np.repeat(np.arange(len(pairs)), [(n_levels[index[f]] - 1) * (n_levels[index[g]] - 1)
+                                                        for f, g in pairs]).astype(np.int64),
         gram=gram, lift=lift,
-        cross=np.stack([np.bincount(group, weights=weighted[:, j] * r, minlength=n_groups)
+        cross=np.stack([np.bincount(group, weights=z[:, j] * r, minlength=n_groups)
                         for j in range(z.shape[1])], axis=1),
-        square=np.bincount(group, weights=m * r ** 2, minlength=n_groups),
-        n_cells=n_cells.astype(float),
+        square=np.bincount(group, weights=r ** 2, minlength=n_groups),
+        n_cells=n_cells.astype(float), seeds=seeds_of_group,
         within_df=np.bincount(group, weights=m - 1.0, minlength=n_groups),
         within_ss=np.bincount(group, weights=ss, minlength=n_groups),
         variance=variance, dataset_of_group=dataset_of_group, group_of_cell=group,
         max_variance_shift=float(np.max(np.abs(vbar - variance[group]) / np.maximum(variance[group], 1e-300))),
+        cell_x=x, cell_r=r, cell_levels=cell_levels, cell_data=cell_data,
     )
 
 
 def prior_variance(c: Collapsed, sigma, tau, sigma_interaction, xp=pt):
-    """(P,) prior variance of theta from the scales (works on pytensor or numpy arrays)."""
+    """(P,) prior variance of theta from the scales (works on pytensor or numpy arrays);
+    `sigma_interaction` has one scale per pair."""
     n_data = len(c.datasets)
     parts = [xp.ones(n_data) * ALPHA_SD ** 2, sigma[c.factor_of_contrast] ** 2]
     if "gamma" in c.blocks:
         parts.append(xp.tile((sigma * tau)[c.factor_of_contrast] ** 2, n_data - 1))
     if "delta" in c.blocks:
-        size = c.blocks["delta"].stop - c.blocks["delta"].start
-        parts.append(xp.ones(size) * sigma_interaction ** 2)
+        parts.append(sigma_interaction[c.pair_of_column] ** 2)
     return xp.concatenate(parts)
+
+
+def weights(c: Collapsed, sigma_seed, sigma_config):
+    """(u, w) per group: u_g = 1 / (v_g + sigma_seed_d^2), one run's precision around its
+    config's mean, and w_g = m_g / (v_g + sigma_seed_d^2 + m_g sigma_config_d^2), the
+    precision of a cell mean around the additive prediction (pytensor or numpy)."""
+    noise = c.variance + sigma_seed[c.dataset_of_group] ** 2
+    return 1.0 / noise, c.seeds / (noise + c.seeds * sigma_config[c.dataset_of_group] ** 2)
 
 
 def build_model(c: Collapsed, coords_extra: dict | None = None) -> pm.Model:
     """The collapsed model's PyMC graph: the scales as free variables (log-transformed by
     PyMC) and the exact marginal likelihood of the module docstring as a Potential."""
     coords = {"factor": c.factors, "dataset": c.datasets, **(coords_extra or {})}
+    if c.pairs:
+        coords["pair"] = [pair_name(f, g) for f, g in c.pairs]
     with pm.Model(coords=coords) as model:
         # Priors
-        sigma, tau, sigma_seed, sigma_interaction = priors.scales(multi="gamma" in c.blocks,
-                                                                  interactions="delta" in c.blocks)
+        scales = priors.scales(multi="gamma" in c.blocks, interactions="delta" in c.blocks)
 
-        # Likelihood, theta integrated out
-        lam = prior_variance(c, sigma, tau, sigma_interaction)                       # (P,)
-        u = 1.0 / (pt.constant(c.variance) + sigma_seed[c.dataset_of_group] ** 2)      # (G,)
-        hard, _, _ = GaussianEvidence(c)(lam, u)
-        loglik = (hard - 0.5 * (pt.dot(u, c.square) + pt.log(lam).sum() + pt.dot(u, c.within_ss))
-                  + 0.5 * pt.dot(c.n_cells + c.within_df, pt.log(u)))
+        # Likelihood, theta and the config residuals integrated out
+        lam = prior_variance(c, scales.sigma, scales.tau, scales.sigma_interaction)  # (P,)
+        u, w = weights(c, scales.sigma_seed, scales.sigma_config)                     # (G,), (G,)
+        hard, _, _ = GaussianEvidence(c)(lam, w)
+        loglik = (hard - 0.5 * (pt.dot(w, c.square) + pt.log(lam).sum() + pt.dot(u, c.within_ss))
+                  + 0.5 * (pt.dot(c.n_cells, pt.log(w)) + pt.dot(c.within_df, pt.log(u))))
         pm.Potential("marginal_likelihood", loglik)
     return model
 
@@ -233,7 +257,7 @@ def build_model(c: Collapsed, coords_extra: dict | None = None) -> pm.Model:
 class GaussianEvidence(Op):
     """(lam, u) -> (h, dh/dlam, dh/du) with h = 1/2 b'A^-1 b - 1/2 log|A|, the part of the
     marginal likelihood that needs the (P x P) algebra; A = diag(1/lam) + sum_g u_g G_g,
-    b = sum_g u_g cross_g.
+    b = sum_g u_g cross_g (u: the cell-mean precisions w of `weights`).
 
     Written with numpy and an analytic gradient rather than as a PyTensor graph: the graph's
     gradient goes through triangular solves against the identity, ~20x the work, and
@@ -294,38 +318,61 @@ def system(c: Collapsed, lam: np.ndarray, u: np.ndarray) -> tuple[np.ndarray, np
     return a, b
 
 
-def conditional(c: Collapsed, sigma, tau, sigma_seed, sigma_interaction):
+def conditional(c: Collapsed, lam: np.ndarray, w: np.ndarray):
     """(mean, chol of A) of theta | scales, data; numpy, one draw of the scales."""
-    lam = prior_variance(c, sigma, tau, sigma_interaction, xp=np)
-    u = 1.0 / (c.variance + sigma_seed[c.dataset_of_group] ** 2)
-    a, b = system(c, lam, u)
+    a, b = system(c, lam, w)
     chol = np.linalg.cholesky(a)
     mean = c.m0 + scipy.linalg.cho_solve((chol, True), b)
     return mean, chol
 
 
 def draw_effects(c: Collapsed, posterior: xr.Dataset, seed: int) -> xr.Dataset:
-    """theta drawn from its exact conditional for every posterior draw of the scales.
+    """theta and the config residuals drawn from their exact conditionals for every
+    posterior draw of the scales.
 
     Returns a Dataset with `alpha` (chain, draw, dataset), `beta_<f>` (chain, draw,
-    level_<f>), `gamma_<f>` (chain, draw, dataset, level_<f>) when D > 1, and
-    `interaction_<f>__<g>` (chain, draw, level_<f>, level_<g>) when interactions are on;
+    level_<f>), `gamma_<f>` (chain, draw, dataset, level_<f>) when D > 1,
+    `interaction_<f>__<g>` (chain, draw, level_<f>, level_<g>) when interactions are on,
+    and `residual_level_<f>` (chain, draw, dataset, level_<f>) (`whatmatters.population`);
     level coords are set by the caller.
+
+    Given theta, a cell's residual u_c is Normal(k_c (r_c - x_c theta), k_c s_c) with
+    s_c = (v_g + sigma_seed_d^2) / m_c its mean's seed noise and k_c = sigma_config_d^2 /
+    (sigma_config_d^2 + s_c).
     """
     rng = np.random.default_rng(seed)
     chains, draws = posterior.sizes["chain"], posterior.sizes["draw"]
     theta = np.empty((chains, draws, c.n_columns))
-    one = np.ones(len(c.factors))
+    residual = np.empty((chains, draws, c.cell_r.size))
+    group = c.group_of_cell
+
+    def values(name, dims, default):
+        if name not in posterior:
+            return np.broadcast_to(default, (chains, draws, len(default)))
+        return posterior[name].transpose("chain", "draw", *dims).values
+
+    sigma = values("sigma", ["factor"], None)
+    tau = values("tau", ["factor"], np.ones(len(c.factors)))
+    sigma_seed, sigma_config = values("sigma_seed", ["dataset"], None), values("sigma_config", ["dataset"], None)
+    sigma_int = values("sigma_interaction", ["pair"], np.zeros(len(c.pairs)))
     for i in range(chains):
         for j in range(draws):
-            sigma = posterior["sigma"].values[i, j]
-            tau = posterior["tau"].values[i, j] if "tau" in posterior else one
-            s_int = float(posterior["sigma_interaction"].values[i, j]) if "sigma_interaction" in posterior else 0.0
-            mean, chol = conditional(c, sigma, tau, posterior["sigma_seed"].values[i, j], s_int)
+            lam = prior_variance(c, sigma[i, j], tau[i, j], sigma_int[i, j], xp=np)
+            u, w = weights(c, sigma_seed[i, j], sigma_config[i, j])
+            mean, chol = conditional(c, lam, w)
             # theta = mean + L'^-1 z has covariance (L L')^-1 = A^-1
             theta[i, j] = mean + scipy.linalg.solve_triangular(chol, rng.standard_normal(c.n_columns),
                                                                 lower=True, trans="T")
-    return effects_from_theta(c, theta)
+            noise = 1.0 / (u[group] * c.seeds[group])
+            shrink = 1.0 - w[group] * noise                              # k_c = s2 / (s2 + s_c)
+            fitted = c.cell_x @ (theta[i, j] - c.m0)
+            residual[i, j] = (shrink * (c.cell_r - fitted)
+                              + np.sqrt(shrink * noise) * rng.standard_normal(c.cell_r.size))
+    effects = effects_from_theta(c, theta)
+    means = population.residual_level_means(residual, c.cell_levels, c.cell_data, sigma_config, c.n_levels, rng)
+    for f, value in zip(c.factors, means):
+        effects[f"residual_level_{f}"] = xr.DataArray(value, dims=("chain", "draw", "dataset", level_dim(f)))
+    return effects
 
 
 def effects_from_theta(c: Collapsed, theta: np.ndarray) -> xr.Dataset:
@@ -352,7 +399,7 @@ def effects_from_theta(c: Collapsed, theta: np.ndarray) -> xr.Dataset:
             size = bf.shape[1] * bg.shape[1]
             z = theta[..., col:col + size].reshape(*theta.shape[:2], bf.shape[1], bg.shape[1])
             col += size
-            out[f"interaction_{f}__{g}"] = xr.DataArray(
+            out[interaction_name(f, g)] = xr.DataArray(
                 np.einsum("ia,cnab,jb->cnij", bf, z, bg), dims=(*cd, level_dim(f), level_dim(g)))
     return xr.Dataset(out)
 
@@ -378,5 +425,6 @@ def fit(runs: pd.DataFrame, spec: dict) -> tuple[az.InferenceData, dict]:
                                      "dataset": list(spec["datasets"]),
                                      **{level_dim(f): list(spec["factors"][f]["levels"]) for f in spec["factors"]}})
     idata.posterior = idata.posterior.merge(effects)
-    return idata, {"cells": int(c.group_of_cell.size), "weight_groups": int(c.variance.size),
+    return idata, {"cells": int(c.group_of_cell.size), "configs": int(np.unique(c.cell_levels, axis=0).shape[0]),
+                   "weight_groups": int(c.variance.size),
                    "max_variance_shift": round(c.max_variance_shift, 4), "theta_columns": c.n_columns}

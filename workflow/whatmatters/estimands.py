@@ -1,7 +1,19 @@
 r"""Importance estimands: four ways to say how much a factor matters, per posterior draw.
 
-With e_{f,d}[l] = beta_f[l] + gamma_f[d, l] the effect of level l of factor f on dataset d
-(logit scale; log scale for a continuous outcome) and delta_fg the pairwise interactions (when the study turns them on):
+The estimand, model-free (docs/model.md): the study's *population* of configs is the full
+factorial of its levels, every config equally weighted. On dataset d, the marginal mean of
+level l of factor f is the mean over the population's configs with f at l of the outcome's
+expected value on the model's scale (the logit of accuracy, failures included; the log of
+a continuous outcome). Factor f's importance on d is the sd over its levels of those
+marginal means. These are the main effects of the ANOVA decomposition of the full
+factorial, whatever the interactions: a design runs a random fraction of the population and
+the posterior says how well that fraction pins them down.
+
+In model terms, e_{f,d}[l] = beta_f[l] + gamma_f[d, l] + R_{f,d}[l] (centred) is that
+marginal mean less its grand mean (`whatmatters.posterior.population_effects`; R is the mean
+config residual over the population at level l, `whatmatters.population`), on the logit
+scale (log scale for a continuous outcome), and delta_fg are the pairwise interactions
+(when the study turns them on):
 
   importance           sd_l e_{f,d}[l]  (ddof 1), the finite-population sd of the level
                        effects on the logit scale (Gelman 2005). The default: it is what
@@ -36,7 +48,7 @@ from scipy.stats import kendalltau
 
 from whatmatters import outcomes
 from whatmatters.hypotheses import kendall_tau_draws
-from whatmatters.posterior import POOLED, interaction_names, level_dim, level_effects
+from whatmatters.posterior import POOLED, interaction_names, level_dim, population_effects
 
 ESTIMANDS = {   # posterior variable -> (label, unit) for an accuracy outcome; see `describe`
     "importance": ("sd of level effects", "logit"),
@@ -75,7 +87,7 @@ def add_estimands(posterior: xr.Dataset, spec: dict, level_codes: np.ndarray, da
     outcome = outcomes.resolve(spec.get("outcome"))
     higher = outcome["better"] == "higher"
     datasets = [str(d) for d in posterior["dataset"].values]
-    effects = {f: level_effects(posterior, f).values for f in factors}            # (C, N, D, L_f)
+    effects = {f: population_effects(posterior, f).values for f in factors}       # (C, N, D, L_f)
     pairs = interaction_names(posterior)
     deltas = {p: posterior[name].transpose("chain", "draw", level_dim(p[0]), level_dim(p[1])).values
               for p, name in pairs.items()}

@@ -9,6 +9,8 @@ written by `whatmatters.fitting.fit` and read by the summaries, plots and estima
       beta_<f>              (chain, draw, level_<f>)               pooled level effects of factor f
       gamma_<f>             (chain, draw, dataset, level_<f>)      dataset deviations (D > 1 only)
       interaction_<f>__<g>  (chain, draw, level_<f>, level_<g>)    pairwise interactions (when on)
+      residual_level_<f>    (chain, draw, dataset, level_<f>)      mean config residual over the
+                                                                   study's population at each level
       <estimand>            (chain, draw, factor, dataset)         `whatmatters.estimands`
       <estimand>_pooled     (chain, draw, factor)                  its mean over datasets
       level_natural_<f>     (chain, draw, dataset, level_<f>)      a level's natural-scale value
@@ -65,6 +67,30 @@ def level_effects(posterior: xr.Dataset, factor: str) -> xr.DataArray:
     if f"gamma_{factor}" in posterior:
         return (effect + posterior[f"gamma_{factor}"]).transpose("chain", "draw", "dataset", level_dim(factor))
     return effect.expand_dims(dataset=posterior["dataset"].values).transpose("chain", "draw", "dataset", ...)
+
+
+def pair_name(f: str, g: str) -> str:
+    """The coord of a factor pair (dims "pair"), e.g. 'optimizer:architecture'."""
+    return f"{f}:{g}"
+
+
+def interaction_name(f: str, g: str) -> str:
+    """The posterior variable of the pair's interaction effects."""
+    return f"interaction_{f}__{g}"
+
+
+def population_effects(posterior: xr.Dataset, factor: str) -> xr.DataArray:
+    """The level effects on the study's population of configs (the full factorial of its
+    levels): e_{f,d}[l] plus the mean config residual at level l (`residual_level_<f>`),
+    centred over levels. Its sd over levels is the importance estimand (docs/model.md).
+    dims (chain, draw, dataset, level_<f>)."""
+    effect = level_effects(posterior, factor)
+    name = f"residual_level_{factor}"
+    if name not in posterior:
+        return effect
+    residual = posterior[name]
+    residual = residual - residual.mean(level_dim(factor))
+    return (effect + residual).transpose("chain", "draw", "dataset", level_dim(factor))
 
 
 def interaction_names(posterior: xr.Dataset) -> dict[tuple[str, str], str]:

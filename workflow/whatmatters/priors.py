@@ -7,7 +7,9 @@ continuous one:
     sigma_f             ~ HalfNormal(SIGMA_SCALE)           sd of factor f's level effects
     tau_f               ~ HalfNormal(TAU_SCALE)             dataset deviation relative to sigma_f (D > 1)
     sigma_seed_d        ~ HalfNormal(SEED_SD_SCALE)         seed-to-seed sd
-    sigma_interaction   ~ HalfNormal(INTERACTION_SCALE)     pairwise interactions (when on)
+    sigma_config_d      ~ HalfNormal(CONFIG_SD_SCALE)       config residual: what the additive
+                                                            prediction misses about a config
+    sigma_interaction_p ~ HalfNormal(INTERACTION_SCALE)     pairwise interactions, per pair (when on)
     beta_f              ~ ZeroSumNormal(sigma_f)            over levels: `zero_sum_basis`
 
 `scales` declares the scales in the model being built, so the two models cannot drift apart.
@@ -28,6 +30,8 @@ TAU_SCALE = 0.5       # dataset deviation relative to the pooled effect: dataset
 SEED_SD_SCALE = 0.5   # seed-to-seed sd of logit accuracy: typically 0.05..0.3; the tail admits
                       # runs that diverged on one seed only
 INTERACTION_SCALE = 0.5   # sd of pairwise interaction effects: below the main effects', a priori
+CONFIG_SD_SCALE = 1.0     # sd of the config residual: interactions unspelled-out are as large as a
+                          # main effect a priori; the default study's table puts it near 0.3..0.8
 
 
 class Scales(NamedTuple):
@@ -35,18 +39,21 @@ class Scales(NamedTuple):
     sigma: object                 # (factor,)
     tau: object | None            # (factor,), only with more than one dataset
     sigma_seed: object            # (dataset,)
-    sigma_interaction: object | None   # scalar, only with interactions
+    sigma_config: object          # (dataset,)
+    sigma_interaction: object | None   # (pair,), only with interactions
 
 
 def scales(multi: bool, interactions: bool = False) -> Scales:
     """Declare the scales' priors in the model being built (inside `with pm.Model(...)`,
-    whose coords hold `factor` and `dataset`): `tau` only if `multi` (D > 1),
-    `sigma_interaction` only if `interactions`."""
+    whose coords hold `factor`, `dataset` and, with interactions, `pair`): `tau` only if
+    `multi` (D > 1), `sigma_interaction` only if `interactions`."""
     sigma = pm.HalfNormal("sigma", sigma=SIGMA_SCALE, dims="factor")
     tau = pm.HalfNormal("tau", sigma=TAU_SCALE, dims="factor") if multi else None
     sigma_seed = pm.HalfNormal("sigma_seed", sigma=SEED_SD_SCALE, dims="dataset")
-    sigma_interaction = pm.HalfNormal("sigma_interaction", sigma=INTERACTION_SCALE) if interactions else None
-    return Scales(sigma, tau, sigma_seed, sigma_interaction)
+    sigma_config = pm.HalfNormal("sigma_config", sigma=CONFIG_SD_SCALE, dims="dataset")
+    sigma_interaction = (pm.HalfNormal("sigma_interaction", sigma=INTERACTION_SCALE, dims="pair")
+                         if interactions else None)
+    return Scales(sigma, tau, sigma_seed, sigma_config, sigma_interaction)
 
 
 def zero_sum_basis(n: int) -> np.ndarray:
