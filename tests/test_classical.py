@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 import xarray as xr
 
-from whatmatters.classical import compare, empirical_logit, eta_squared
+from whatmatters.classical import compare, empirical_logit, eta_squared, lack_of_fit
 from whatmatters.errors import WhatmattersError
 
 # Planted logit effects per level: sd 1.0, 0.3 and 0.0. `loss` and `class` also check that
@@ -176,10 +176,45 @@ def test_compare_columns_and_scopes():
     table = pd.concat([classical_table("pooled", {"a": 1, "b": 2}), classical_table("digits", {"a": 2, "b": 1})])
     result = compare(bayes, table)
     assert list(result.columns) == ["factor", "dataset", "bayes_mean_rank", "bayes_rank_low", "bayes_rank_high",
-                                    "classical_rank", "eta_sq", "agrees", "kendall_tau"]
+                                    "classical_rank", "eta_sq", "agrees", "kendall_tau", "contradicts",
+                                    "contradicted"]
+    assert not result["contradicts"].any()                   # a coin flip contradicts no order
     assert result["dataset"].tolist() == ["pooled", "pooled", "digits", "digits"]
     assert result["agrees"].all()                            # a coin flip between ranks 1 and 2 admits both
     assert (result["bayes_rank_low"] <= result["bayes_mean_rank"]).all()
     assert (result["bayes_mean_rank"] <= result["bayes_rank_high"]).all()
     with pytest.raises(WhatmattersError, match="'mnist1d'"):
         compare({"mnist1d": bayes["pooled"]}, table)
+
+
+def test_compare_names_orders_the_posterior_all_but_excludes():
+    """The posterior puts a first in 99 of 100 draws: an ANOVA ranking b above a contradicts it;
+    one that swaps b and c (a near coin flip) does not."""
+    b = np.array([2] * 60 + [3] * 39 + [1])
+    a = np.where(b == 1, 2, 1)
+    bayes = {"pooled": rank_draws({"a": a, "b": b, "c": 6 - a - b})}
+    wrong = compare(bayes, classical_table("pooled", {"a": 2, "b": 1, "c": 3})).set_index("factor")
+    assert wrong["contradicts"].to_dict() == {"a": False, "b": True, "c": False}
+    assert wrong.loc["b", "contradicted"] == "a"
+    swapped = compare(bayes, classical_table("pooled", {"a": 1, "b": 3, "c": 2}))
+    assert not swapped["contradicts"].any()
+
+
+def test_lack_of_fit_rejects_interaction_and_keeps_additive_tables(one_dataset, two_datasets):
+    """Additive truth: the F test keeps the additive model (p well above 0.01) in every scope.
+    An optimizer that fails with one loss (a -3 logit cell): rejected where it is planted."""
+    additive = lack_of_fit(two_datasets, spec_for(["mnist1d", "digits"]))
+    assert additive["dataset"].tolist() == ["pooled", "mnist1d", "digits"]
+    assert additive["additive"].all() and (additive["p_value"] > 0.01).all()
+    assert additive["df_pe"].tolist() == [2 * 36 * 2, 36 * 2, 36 * 2]     # 36 configs x 3 seeds per dataset
+
+    rng = np.random.default_rng(4)
+    broken = synthetic_runs("mnist1d", EFFECTS, rng)
+    fails = (broken["optimizer"] == "lion") & (broken["loss"] == "mse")
+    k = rng.binomial(N_TRIALS, 1 / (1 + np.exp(-(1.0 - 3.0))), size=int(fails.sum()))
+    broken.loc[fails, "n_test_correct"] = k
+    table = pd.concat([broken, synthetic_runs("digits", EFFECTS, rng)], ignore_index=True)
+    result = lack_of_fit(table, spec_for(["mnist1d", "digits"])).set_index("dataset")
+    assert result.loc["mnist1d", "p_value"] < 1e-6 and not result.loc["mnist1d", "additive"]
+    assert result.loc["digits", "additive"]
+    assert result.loc["mnist1d", "df_lof"] == 36 - (1 + 3 + 2 + 2)

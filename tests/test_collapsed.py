@@ -15,7 +15,7 @@ from whatmatters import summarize as S
 from whatmatters.errors import WhatmattersError
 from whatmatters.fitting import fit
 from whatmatters.outcomes import empirical_logit
-from whatmatters.ppc import replicate
+from whatmatters.ppc import additive_misfit, config_spread, replicate
 from whatmatters.priors import zero_sum_basis
 from whatmatters.runtable import codes
 from whatmatters.simulation import simulate_table
@@ -62,16 +62,17 @@ def brute_force_loglik(table, spec, c, sigma, tau, sigma_seed, sigma_config, sig
             + np.sum(-(m - 1) / 2 * np.log(noise) - ss / (2 * noise)))
 
 
+@pytest.mark.parametrize("form", ["primal", "dual"])
 @pytest.mark.parametrize("datasets,interactions", [(("d1", "d2", "d3"), False), (("d1", "d2", "d3"), True),
                                                     (("d1",), False)])
-def test_marginal_likelihood_is_exact(datasets, interactions):
+def test_marginal_likelihood_is_exact(datasets, interactions, form):
     spec = make_spec(datasets, interactions)
     table, _ = simulate_table(spec, {"a": 1.0, "b": 0.3, "c": 0.1}, configs=15, seeds=3, trials=300, random_seed=1)
     table = table.drop(index=[0, 4, 5, 9]).reset_index(drop=True)    # cells of 1, 2 and 3 seeds
     lc, dc = codes(table, spec)
     c = C.prepare(lc, dc, *empirical_logit(table.n_test_correct, table.n_test), [3, 2, 4], list(LEVELS), list(datasets),
                   interactions=interactions)
-    model = C.build_model(c)
+    model = C.build_model(c, form=form)
     logp = model.compile_logp()
     n_data = len(datasets)
 
@@ -104,13 +105,14 @@ def test_marginal_likelihood_is_exact(datasets, interactions):
     assert logp(point(*one)) - logp(point(*two)) == pytest.approx(expected, rel=1e-8, abs=1e-6)
 
 
-def test_gradient_matches_finite_differences():
+@pytest.mark.parametrize("form", ["primal", "dual"])
+def test_gradient_matches_finite_differences(form):
     spec = make_spec(interactions=True)
     table, _ = simulate_table(spec, {"a": 1.0, "b": 0.3, "c": 0.1}, configs=15, seeds=3, trials=300, random_seed=2)
     lc, dc = codes(table, spec)
     c = C.prepare(lc, dc, *empirical_logit(table.n_test_correct, table.n_test), [3, 2, 4], list(LEVELS), spec["datasets"],
                   interactions=True)
-    model = C.build_model(c)
+    model = C.build_model(c, form=form)
     f = model.logp_dlogp_function(ravel_inputs=True)
     f.set_extra_values({})
     x = np.random.default_rng(0).normal(-1, 0.5, size=15)      # 3 sigma, tau, seed, config, interaction
@@ -118,6 +120,30 @@ def test_gradient_matches_finite_differences():
     h = 1e-6
     numeric = np.array([(f(x + h * e)[0] - f(x - h * e)[0]) / (2 * h) for e in np.eye(x.size)])
     np.testing.assert_allclose(grad, numeric, rtol=1e-5, atol=1e-5)
+
+
+def test_primal_and_dual_draws_agree():
+    """For fixed scales, theta and the config residuals drawn by the primal conditional and by
+    the dual (pathwise) rule have the same mean and covariance: both are exact."""
+    spec = make_spec(datasets=("d1", "d2"), interactions=True)
+    table, _ = simulate_table(spec, {"a": 1.0, "b": 0.3, "c": 0.1}, configs=12, seeds=2, trials=300, random_seed=3)
+    lc, dc = codes(table, spec)
+    c = C.prepare(lc, dc, *empirical_logit(table.n_test_correct, table.n_test), [3, 2, 4], list(LEVELS),
+                  spec["datasets"], interactions=True)
+    n = 2000
+    post = xr.Dataset({
+        "sigma": (("chain", "draw", "factor"), np.tile([0.8, 0.3, 0.2], (1, n, 1))),
+        "tau": (("chain", "draw", "factor"), np.tile([0.3, 0.3, 0.3], (1, n, 1))),
+        "sigma_seed": (("chain", "draw", "dataset"), np.tile([0.1, 0.2], (1, n, 1))),
+        "sigma_config": (("chain", "draw", "dataset"), np.tile([0.3, 0.05], (1, n, 1))),
+        "sigma_interaction": (("chain", "draw", "pair"), np.tile([0.2, 0.1, 0.3], (1, n, 1))),
+    })
+    primal, dual = (C.draw_effects(c, post, seed=7, form=form) for form in ("primal", "dual"))
+    for name in ["alpha", "beta_a", "gamma_c", "interaction_a__c", "residual_level_b"]:
+        p, d = primal[name].values.reshape(n, -1), dual[name].values.reshape(n, -1)
+        sd = p.std(axis=0)
+        np.testing.assert_allclose(d.mean(axis=0), p.mean(axis=0), atol=0.1 * sd.max() + 1e-9)
+        np.testing.assert_allclose(d.std(axis=0), sd, rtol=0.1, atol=1e-6)
 
 
 def test_binomial_method_refuses_interactions():
@@ -174,7 +200,43 @@ def test_posterior_predictive_reproduces_the_runs(fitted, tmp_path):
     assert np.corrcoef(rep.mean(axis=0)[ok], table.test_accuracy[ok])[0, 1] > 0.9
     assert abs(rep.mean() - table.test_accuracy.mean()) < 0.03
     fig = plots.ppc_figure(idata, n_draws=20)
-    assert len(fig.axes) == len(spec["datasets"])
+    assert len(fig.axes) == 2 * len(spec["datasets"])      # run accuracies; config means' spread
+    # additive truth: the config means scatter as the model expects, and nothing is flagged
+    spread = config_spread(idata, n_draws=40)
+    assert set(spread) == set(spec["datasets"]) and all(0.02 < v["p_value"] for v in spread.values())
+    diag = S.diagnostics(idata)
+    assert diag["model_check"] == [] and diag["verdict"] == "healthy"
+    assert all(v["share"] < S.NONADDITIVE_SHARE for v in diag["non_additivity"].values())
+
+
+def test_additive_misfit_is_zero_for_additive_means_and_the_interaction_rms_otherwise():
+    levels = np.array([[i, j] for i in range(3) for j in range(2)] * 2)          # 2 seeds per config
+    additive = np.array([0.5, -0.5, 0.0])[levels[:, 0]] + np.array([1.0, -1.0])[levels[:, 1]]
+    assert additive_misfit(additive, levels) == pytest.approx(0.0, abs=1e-12)
+    # a pure interaction +-0.3 (zero-sum over both factors) on top: the residual sum of
+    # squares is 6 x 0.09 over (6 configs - 4 parameters) degrees of freedom
+    interaction = np.array([[0.3, -0.3], [-0.3, 0.3], [0.0, 0.0]])[levels[:, 0], levels[:, 1]]
+    expected = np.sqrt((interaction[:6] ** 2).sum() / 2)
+    assert additive_misfit(additive + interaction, levels) == pytest.approx(expected, rel=1e-9)
+
+
+@pytest.mark.slow
+def test_strong_interactions_are_flagged_and_widen_the_intervals():
+    """A table whose config means scatter far beyond seed noise (an optimizer that fails with
+    one architecture, learning rate x batch size): the fit names it, and its intervals
+    cover the model-free truth better than they would without the config residual."""
+    from whatmatters.simulation import Scenario
+
+    scenario = Scenario("interactions", seed=11, n_data=2)
+    table = scenario.table(40, 3, np.random.default_rng(0))
+    spec = {**scenario.spec(), "hypotheses": [], "model": {"method": "collapsed", "interactions": False},
+            "sampler": {"chains": 2, "draws": 500, "tune": 500, "target_accept": 0.9, "seed": 1, "cores": 1,
+                        "nuts": "pymc"}}
+    idata = fit(table, spec)
+    diag = S.diagnostics(idata)
+    assert diag["model_check"] and diag["verdict"] != "healthy"
+    assert all(v["ratio"] > 3 for v in diag["non_additivity"].values())
+    assert any("interactions: true" in m for m in diag["model_check"])
 
 
 def _posterior(effect_a, effect_b, delta=None, alpha=0.0):

@@ -56,6 +56,7 @@ REPORTED_SUMMARIES = {
     "importance": ("importance_table.rst", "Tables"),
     "estimands": ("estimands_table.rst", "Tables"),
     "classical": ("classical.rst", "Tables"),
+    "interactions": ("interactions.rst", "Tables"),
     "hypotheses_table": ("hypotheses.rst", "Tables"),
     "hypotheses": ("hypotheses.rst", "Tables"),
 }

@@ -23,6 +23,12 @@ reported: it is what is measured, not a choice being compared.
 No random effects and no shrinkage: a factor with few runs per level gets an eta^2 as
 noisy as its cell means. That is the point of a cross-check; `compare` sets it beside
 the posterior rank distribution of `whatmatters.summarize.ranks`.
+
+Both rankings rest on main effects. `lack_of_fit` tests them per scope with the classical
+lack-of-fit F test: the config means' deviations from the additive fit against the
+seed-to-seed (pure error) variance within configs. Where it rejects, the ANOVA's eta^2
+counts interaction as noise and the Bayesian model leans on its config residual: a
+disagreement there says the design cannot settle the order, not which method is wrong.
 """
 
 from __future__ import annotations
@@ -41,6 +47,8 @@ from whatmatters.errors import WhatmattersError
 from whatmatters.posterior import POOLED
 
 _DATASET = "dataset_"   # alias of the dataset column inside formulas
+LACK_OF_FIT_ALPHA = 0.01   # lack-of-fit p-value below which the additive model is rejected
+CONTRADICTION_P = 0.05     # the posterior gives the ANOVA's order of a pair less than this
 
 
 def empirical_logit(successes, trials) -> np.ndarray:
@@ -98,7 +106,51 @@ def eta_squared(table: pd.DataFrame, spec: dict) -> pd.DataFrame:
     return pd.concat(parts, ignore_index=True)
 
 
-def compare(bayes_ranks: dict, classical: pd.DataFrame, interval: float = 0.9) -> pd.DataFrame:
+def lack_of_fit(table: pd.DataFrame, spec: dict) -> pd.DataFrame:
+    """The lack-of-fit F test of the main-effects model, per dataset and pooled.
+
+    F = (SS_lof / (C - p)) / (SS_pe / (R - C)), SS_lof = sum_c m_c (ybar_c - fitted_c)^2 the
+    config means' deviation from the least-squares additive fit (p its parameters),
+    SS_pe = sum_r (y_r - ybar_c(r))^2 the seed-to-seed variation within configs. Pooled:
+    the sums and degrees of freedom of the datasets added (each dataset keeps its own main
+    effects, as the Bayesian model's dataset deviations do).
+
+    Returns one row per scope: `dataset`, `f_stat`, `df_lof`, `df_pe`, `p_value` (NaN where
+    no config has two seeds or the design leaves no lack-of-fit degrees of freedom) and
+    `additive` (False where p_value < LACK_OF_FIT_ALPHA).
+    """
+    factors, datasets = list(spec["factors"]), list(spec["datasets"])
+    runs = _checked_table(table, spec)
+    y = outcomes.response(runs, spec["outcome"])[0]
+    dataset = runs["dataset"].astype(str).to_numpy()
+    sums = {}
+    for scope in datasets:
+        mine = dataset == scope
+        codes = np.column_stack([pd.factorize(runs.loc[mine, f].astype(str))[0] for f in factors])
+        cells, cell, m = np.unique(codes, axis=0, return_inverse=True, return_counts=True)
+        cell = cell.ravel()
+        ybar = np.bincount(cell, weights=y[mine]) / m
+        x = np.hstack([np.ones((len(cells), 1))] + [
+            (cells[:, [i]] == np.unique(cells[:, i])[None, 1:]).astype(float) for i in range(cells.shape[1])])
+        w = np.sqrt(m)[:, None]
+        coef = np.linalg.lstsq(x * w, ybar * w[:, 0], rcond=None)[0]
+        sums[scope] = (float((m * (ybar - x @ coef) ** 2).sum()), float(((y[mine] - ybar[cell]) ** 2).sum()),
+                       len(cells) - np.linalg.matrix_rank(x), int(mine.sum()) - len(cells))
+    sums = {POOLED: tuple(map(sum, zip(*sums.values()))), **sums}
+    rows = []
+    for scope, (ss_lof, ss_pe, df_lof, df_pe) in sums.items():
+        if df_lof > 0 and df_pe > 0 and ss_pe > 0:
+            f = (ss_lof / df_lof) / (ss_pe / df_pe)
+            p = float(scipy.stats.f.sf(f, df_lof, df_pe))
+        else:
+            f, p = np.nan, np.nan
+        rows.append({"dataset": scope, "f_stat": f, "df_lof": int(df_lof), "df_pe": int(df_pe), "p_value": p,
+                     "additive": not (p < LACK_OF_FIT_ALPHA)})
+    return pd.DataFrame(rows)
+
+
+def compare(bayes_ranks: dict, classical: pd.DataFrame, interval: float = 0.9,
+            additivity: pd.DataFrame | None = None) -> pd.DataFrame:
     """Set the classical ranks beside the posterior rank distributions.
 
     Args:
@@ -115,7 +167,12 @@ def compare(bayes_ranks: dict, classical: pd.DataFrame, interval: float = 0.9) -
       quantiles of the rank draws, both ranks that occur), `classical_rank`, `eta_sq`,
       `agrees` (low <= classical_rank <= high) and `kendall_tau` (per scope, between
       the posterior mean ranks and the classical ranks; repeated on each row of a scope,
-      NaN when either is constant).
+      NaN when either is constant), `contradicts` (the ANOVA puts this factor above some
+      factor g where the posterior gives that order a probability below CONTRADICTION_P:
+      the two cannot both be right), `contradicted` (those g) and, with `additivity` (the
+      table of `lack_of_fit`), `additive` and `lack_of_fit_p` of the scope: where the
+      additive model is rejected, both rankings describe main effects of a non-additive
+      table and a disagreement is a sign the design cannot settle the order.
     """
     if not 0 < interval < 1:
         raise WhatmattersError(f"compare: interval must be in (0, 1), got {interval}")
@@ -139,9 +196,19 @@ def compare(bayes_ranks: dict, classical: pd.DataFrame, interval: float = 0.9) -
         part["agrees"] = part["classical_rank"].between(part["bayes_rank_low"], part["bayes_rank_high"])
         tau = scipy.stats.kendalltau(part["bayes_mean_rank"], part["classical_rank"]).statistic
         part["kendall_tau"] = float(tau)
+        classical_rank = dict(zip(part["factor"], part["classical_rank"]))
+        against = [[g for g, rg in zip(part["factor"], draws)
+                    if classical_rank[f] < classical_rank[g] and float((rf < rg).mean()) < CONTRADICTION_P]
+                   for f, rf in zip(part["factor"], draws)]
+        part["contradicts"] = [bool(a) for a in against]
+        part["contradicted"] = [" ".join(a) for a in against]
+        if additivity is not None:
+            row = additivity.set_index("dataset").loc[scope]
+            part["additive"], part["lack_of_fit_p"] = bool(row["additive"]), float(row["p_value"])
         parts.append(part)
     columns = ["factor", "dataset", "bayes_mean_rank", "bayes_rank_low", "bayes_rank_high",
-               "classical_rank", "eta_sq", "agrees", "kendall_tau"]
+               "classical_rank", "eta_sq", "agrees", "kendall_tau", "contradicts", "contradicted",
+               *(["additive", "lack_of_fit_p"] if additivity is not None else [])]
     if not parts:
         return pd.DataFrame(columns=columns)
     return pd.concat(parts, ignore_index=True)[columns]

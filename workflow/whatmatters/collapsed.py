@@ -33,7 +33,13 @@ NUTS samples only the ~20 log-scales: no funnel is left, whatever the data say a
 factor. theta is then drawn, per posterior draw, from its exact Gaussian conditional
 Normal(m0 + A^-1 b, A^-1) (`draw_effects`).
 
-Speed: X'WX needs a pass over the cells per gradient, unless cells share a weight. Cells
+Two exact forms of the same algebra. The primal one above works in theta's P columns; the
+dual one (`GaussianDensity`) works in the C cells: ybar ~ Normal(X m0, W^-1 + X Lambda X'),
+a C x C Cholesky per gradient. `Collapsed.form` picks the smaller: dual for interactions
+on a study of tens of configs (P in the hundreds, C under a hundred), primal for big
+tables (C in the thousands, P under a hundred).
+
+Speed (primal): X'WX needs a pass over the cells per gradient, unless cells share a weight. Cells
 are therefore grouped per dataset and seed count m_c by their binomial variance v_c into
 geometric bins (at most `MAX_BINS` per dataset and m, neighbouring bins a factor `BIN_RATIO`
 apart at least) and each group uses its mean v; then X'WX = sum_g w_g G_g with
@@ -108,6 +114,12 @@ class Collapsed:
     @property
     def n_columns(self) -> int:
         return self.m0.size
+
+    @property
+    def form(self) -> str:
+        """The cheaper exact algebra: "dual" (cells x cells) when there are fewer cells
+        than columns of theta, else "primal" (columns x columns)."""
+        return "dual" if self.cell_r.size < self.n_columns else "primal"
 
 
 def interaction_pairs(factors: list[str]) -> list[tuple[str, str]]:
@@ -234,9 +246,12 @@ def weights(c: Collapsed, sigma_seed, sigma_config):
     return 1.0 / noise, c.seeds / (noise + c.seeds * sigma_config[c.dataset_of_group] ** 2)
 
 
-def build_model(c: Collapsed, coords_extra: dict | None = None) -> pm.Model:
+def build_model(c: Collapsed, coords_extra: dict | None = None, form: str | None = None) -> pm.Model:
     """The collapsed model's PyMC graph: the scales as free variables (log-transformed by
-    PyMC) and the exact marginal likelihood of the module docstring as a Potential."""
+    PyMC) and the exact marginal likelihood of the module docstring as a Potential.
+
+    `form` picks the algebra, both exact: "primal" (P x P, `GaussianEvidence`) or "dual"
+    (C x C over the cells, `GaussianDensity`); by default the smaller (`Collapsed.form`)."""
     coords = {"factor": c.factors, "dataset": c.datasets, **(coords_extra or {})}
     if c.pairs:
         coords["pair"] = [pair_name(f, g) for f, g in c.pairs]
@@ -247,14 +262,73 @@ def build_model(c: Collapsed, coords_extra: dict | None = None) -> pm.Model:
         # Likelihood, theta and the config residuals integrated out
         lam = prior_variance(c, scales.sigma, scales.tau, scales.sigma_interaction)  # (P,)
         u, w = weights(c, scales.sigma_seed, scales.sigma_config)                     # (G,), (G,)
-        hard, _, _ = GaussianEvidence(c)(lam, w)
-        loglik = (hard - 0.5 * (pt.dot(w, c.square) + pt.log(lam).sum() + pt.dot(u, c.within_ss))
-                  + 0.5 * (pt.dot(c.n_cells, pt.log(w)) + pt.dot(c.within_df, pt.log(u))))
-        pm.Potential("marginal_likelihood", loglik)
+        within = 0.5 * (pt.dot(c.within_df, pt.log(u)) - pt.dot(u, c.within_ss))
+        if (form or c.form) == "dual":
+            between, _, _ = GaussianDensity(c)(lam, w)
+        else:
+            hard, _, _ = GaussianEvidence(c)(lam, w)
+            between = hard - 0.5 * (pt.dot(w, c.square) + pt.log(lam).sum() - pt.dot(c.n_cells, pt.log(w)))
+        pm.Potential("marginal_likelihood", between + within)
     return model
 
 
-class GaussianEvidence(Op):
+class _Marginal(Op):
+    """(lam, w) -> (value, d value/d lam, d value/d w) of a collapsed model's marginal
+    likelihood part, computed in numpy by `perform` (subclasses) with its analytic gradient."""
+    __props__ = ()
+
+    def __init__(self, c: Collapsed):
+        self.c = c
+
+    def make_node(self, lam, w):
+        lam, w = pt.as_tensor_variable(lam), pt.as_tensor_variable(w)
+        return Apply(self, [lam, w], [pt.dscalar(), lam.type(), w.type()])
+
+    def L_op(self, inputs, outputs, output_grads):
+        g = output_grads[0]
+        return [g * outputs[1], g * outputs[2]]
+
+    def __eq__(self, other):
+        return self is other
+
+    def __hash__(self):
+        return id(self)
+
+
+class GaussianDensity(_Marginal):
+    """(lam, w) -> (l, dl/dlam, dl/dw): l = log Normal(r; 0, S) + C/2 log 2 pi, the cell means'
+    marginal density in its dual (C x C) form, S = D + X diag(lam) X', D = diag(1/w_g(c)).
+
+    The same number as the primal form (`GaussianEvidence` and the terms beside it), for
+    C^2 P work per gradient instead of P^3: the cheaper one when the design has fewer
+    cells than theta has columns (interactions on a study of tens of configs). With
+    a = S^-1 r:
+
+        dl/dlam_i = 1/2 ((X'a)_i^2 - (X' S^-1 X)_ii)
+        dl/dw_g   = -1/w_g^2 sum_{c in g} 1/2 (a_c^2 - (S^-1)_cc)
+    """
+
+    def perform(self, node, inputs, outputs):
+        lam, w = inputs
+        c = self.c
+        x, group = c.cell_x, c.group_of_cell
+        cov = (x * lam) @ x.T
+        cov[np.diag_indices_from(cov)] += 1.0 / w[group]
+        try:
+            chol = scipy.linalg.cholesky(cov, lower=True, check_finite=False)
+        except np.linalg.LinAlgError:
+            outputs[0][0], outputs[1][0], outputs[2][0] = np.array(-np.inf), np.zeros_like(lam), np.zeros_like(w)
+            return
+        a = scipy.linalg.cho_solve((chol, True), c.cell_r, check_finite=False)
+        inv = scipy.linalg.cho_solve((chol, True), np.eye(len(a)), check_finite=False)
+        outputs[0][0] = np.array(-0.5 * c.cell_r @ a - np.log(np.diag(chol)).sum())
+        outputs[1][0] = 0.5 * ((x.T @ a) ** 2 - np.einsum("ci,ci->i", inv @ x, x))
+        per_cell = 0.5 * (a ** 2 - np.diag(inv))
+        outputs[2][0] = -np.bincount(group, weights=per_cell, minlength=w.size) / w ** 2
+
+
+
+class GaussianEvidence(_Marginal):
     """(lam, u) -> (h, dh/dlam, dh/du) with h = 1/2 b'A^-1 b - 1/2 log|A|, the part of the
     marginal likelihood that needs the (P x P) algebra; A = diag(1/lam) + sum_g u_g G_g,
     b = sum_g u_g cross_g (u: the cell-mean precisions w of `weights`).
@@ -266,14 +340,6 @@ class GaussianEvidence(Op):
         dh/dlam_i = (mu_i^2 + S_ii) / (2 lam_i^2)
         dh/du_g   = cross_g . mu - 1/2 mu' G_g mu - 1/2 tr(S G_g)
     """
-    __props__ = ()
-
-    def __init__(self, c: Collapsed):
-        self.c = c
-
-    def make_node(self, lam, u):
-        lam, u = pt.as_tensor_variable(lam), pt.as_tensor_variable(u)
-        return Apply(self, [lam, u], [pt.dscalar(), lam.type(), u.type()])
 
     def perform(self, node, inputs, outputs):
         lam, u = inputs
@@ -295,15 +361,6 @@ class GaussianEvidence(Op):
         outputs[2][0] = (np.einsum("gq,gq->g", c.cross, w[c.dataset_of_group])
                          - np.einsum("gij,gij->g", c.gram, outer))
 
-    def L_op(self, inputs, outputs, output_grads):
-        g = output_grads[0]
-        return [g * outputs[1], g * outputs[2]]
-
-    def __eq__(self, other):
-        return self is other
-
-    def __hash__(self):
-        return id(self)
 
 
 def system(c: Collapsed, lam: np.ndarray, u: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -326,7 +383,7 @@ def conditional(c: Collapsed, lam: np.ndarray, w: np.ndarray):
     return mean, chol
 
 
-def draw_effects(c: Collapsed, posterior: xr.Dataset, seed: int) -> xr.Dataset:
+def draw_effects(c: Collapsed, posterior: xr.Dataset, seed: int, form: str | None = None) -> xr.Dataset:
     """theta and the config residuals drawn from their exact conditionals for every
     posterior draw of the scales.
 
@@ -336,15 +393,19 @@ def draw_effects(c: Collapsed, posterior: xr.Dataset, seed: int) -> xr.Dataset:
     and `residual_level_<f>` (chain, draw, dataset, level_<f>) (`whatmatters.population`);
     level coords are set by the caller.
 
-    Given theta, a cell's residual u_c is Normal(k_c (r_c - x_c theta), k_c s_c) with
-    s_c = (v_g + sigma_seed_d^2) / m_c its mean's seed noise and k_c = sigma_config_d^2 /
-    (sigma_config_d^2 + s_c).
+    Primal form: theta from Normal(m0 + A^-1 b, A^-1); given theta, a cell's residual u_c
+    from Normal(k_c (r_c - x_c theta), k_c s_c) with s_c = (v_g + sigma_seed_d^2) / m_c its
+    mean's seed noise and k_c = sigma_config_d^2 / (sigma_config_d^2 + s_c). Dual form
+    (cells x cells, Matheron's rule): draw theta0 ~ Normal(0, Lambda), u0 ~ Normal(0,
+    sigma_config^2), e0 ~ Normal(0, s) and set a = S^-1 (r - X theta0 - u0 - e0); then
+    theta = m0 + theta0 + Lambda X' a and u = u0 + sigma_config^2 a are exact joint draws.
     """
     rng = np.random.default_rng(seed)
     chains, draws = posterior.sizes["chain"], posterior.sizes["draw"]
     theta = np.empty((chains, draws, c.n_columns))
     residual = np.empty((chains, draws, c.cell_r.size))
     group = c.group_of_cell
+    dual = (form or c.form) == "dual"
 
     def values(name, dims, default):
         if name not in posterior:
@@ -359,12 +420,24 @@ def draw_effects(c: Collapsed, posterior: xr.Dataset, seed: int) -> xr.Dataset:
         for j in range(draws):
             lam = prior_variance(c, sigma[i, j], tau[i, j], sigma_int[i, j], xp=np)
             u, w = weights(c, sigma_seed[i, j], sigma_config[i, j])
+            noise = 1.0 / (u[group] * c.seeds[group])                    # s_c
+            config = sigma_config[i, j][c.cell_data] ** 2
+            if dual:
+                x = c.cell_x
+                cov = (x * lam) @ x.T
+                cov[np.diag_indices_from(cov)] += noise + config
+                theta0 = rng.standard_normal(c.n_columns) * np.sqrt(lam)
+                u0 = rng.standard_normal(config.size) * np.sqrt(config)
+                e0 = rng.standard_normal(config.size) * np.sqrt(noise)
+                a = scipy.linalg.cho_solve(scipy.linalg.cho_factor(cov, lower=True), c.cell_r - x @ theta0 - u0 - e0)
+                theta[i, j] = c.m0 + theta0 + lam * (x.T @ a)
+                residual[i, j] = u0 + config * a
+                continue
             mean, chol = conditional(c, lam, w)
             # theta = mean + L'^-1 z has covariance (L L')^-1 = A^-1
             theta[i, j] = mean + scipy.linalg.solve_triangular(chol, rng.standard_normal(c.n_columns),
                                                                 lower=True, trans="T")
-            noise = 1.0 / (u[group] * c.seeds[group])
-            shrink = 1.0 - w[group] * noise                              # k_c = s2 / (s2 + s_c)
+            shrink = config / (config + noise)                            # k_c
             fitted = c.cell_x @ (theta[i, j] - c.m0)
             residual[i, j] = (shrink * (c.cell_r - fitted)
                               + np.sqrt(shrink * noise) * rng.standard_normal(c.cell_r.size))
@@ -426,5 +499,6 @@ def fit(runs: pd.DataFrame, spec: dict) -> tuple[az.InferenceData, dict]:
                                      **{level_dim(f): list(spec["factors"][f]["levels"]) for f in spec["factors"]}})
     idata.posterior = idata.posterior.merge(effects)
     return idata, {"cells": int(c.group_of_cell.size), "configs": int(np.unique(c.cell_levels, axis=0).shape[0]),
+                   "form": c.form,
                    "weight_groups": int(c.variance.size),
                    "max_variance_shift": round(c.max_variance_shift, 4), "theta_columns": c.n_columns}

@@ -36,7 +36,21 @@ scale (log scale for a continuous outcome), and delta_fg are the pairwise intera
                        Only when interactions are on.
 
 Each has dims (chain, draw, factor, dataset), and a pooled version `<name>_pooled` (chain,
-draw, factor): the mean over datasets.
+draw, factor): the mean over datasets. With interactions on, `interaction_importance`
+(chain, draw, pair) is each pair's own importance: the sd of delta_fg over the L_f x L_g
+grid of its levels (on the logit scale, like `importance`).
+
+Beside them, how far the additive model is from the table (`add_nonadditivity`), per
+dataset (chain, draw, dataset):
+
+  nonadditivity       sigma_config_d^2 / (mean over cells of (v_c + sigma_seed_d^2) / m_c):
+                      the spread of config means around the additive prediction, in units
+                      of what seed noise alone explains. 1 means a config's mean is off
+                      the additive prediction by about as much as its seeds disagree.
+  nonadditive_share   sigma_config_d^2 / (sigma_config_d^2 + sum_f importance_{f,d}^2): the
+                      share of the config-to-config variance that no main effect explains.
+                      Near 1, interactions dominate the main effects and main-effect ranks
+                      describe little of what happens.
 """
 
 from __future__ import annotations
@@ -48,7 +62,7 @@ from scipy.stats import kendalltau
 
 from whatmatters import outcomes
 from whatmatters.hypotheses import kendall_tau_draws
-from whatmatters.posterior import POOLED, interaction_names, level_dim, population_effects
+from whatmatters.posterior import POOLED, interaction_names, level_dim, pair_name, population_effects
 
 ESTIMANDS = {   # posterior variable -> (label, unit) for an accuracy outcome; see `describe`
     "importance": ("sd of level effects", "logit"),
@@ -134,6 +148,10 @@ def add_estimands(posterior: xr.Dataset, spec: dict, level_codes: np.ndarray, da
                 n = len(spec["factors"][h]["levels"])
                 extra[:, :, factors.index(h)] += n / (n - 1) * square
         values["importance_total"] = np.sqrt(sd ** 2 + extra)
+        posterior["interaction_importance"] = xr.DataArray(
+            np.stack([np.sqrt((delta ** 2).sum(axis=(-2, -1)) / (delta.shape[-2] * delta.shape[-1] - 1))
+                      for delta in deltas.values()], axis=-1),
+            dims=("chain", "draw", "pair"), coords={"pair": [pair_name(f, g) for f, g in deltas]})
     for name, v in values.items():
         posterior[name] = xr.DataArray(v, dims=dims, coords=coords)
         posterior[f"{name}_pooled"] = posterior[name].mean("dataset")
@@ -141,6 +159,33 @@ def add_estimands(posterior: xr.Dataset, spec: dict, level_codes: np.ndarray, da
         posterior[f"level_natural_{f}"] = xr.DataArray(
             level_acc[f], dims=("chain", "draw", "dataset", level_dim(f)),
             coords={"dataset": datasets, level_dim(f): list(spec["factors"][f]["levels"])})
+
+
+def add_nonadditivity(posterior: xr.Dataset, level_codes: np.ndarray, dataset_codes: np.ndarray,
+                      variance: np.ndarray) -> None:
+    """Add `nonadditivity` and `nonadditive_share` (module docstring) to `posterior`, in place.
+
+    Args:
+      posterior: holds `sigma_config`, `sigma_seed` (chain, draw, dataset) and `importance`.
+      level_codes: (R, F); dataset_codes: (R,); variance: (R,) each run's measurement
+        variance on the model's scale (`whatmatters.outcomes.response`).
+    """
+    if "sigma_config" not in posterior:
+        return
+    datasets = posterior["dataset"].values
+    config = posterior["sigma_config"].transpose("chain", "draw", "dataset").values ** 2
+    seed = posterior["sigma_seed"].transpose("chain", "draw", "dataset").values ** 2
+    noise = np.zeros(config.shape)
+    for d in range(len(datasets)):
+        mine = dataset_codes == d
+        _, cell, m = np.unique(level_codes[mine], axis=0, return_inverse=True, return_counts=True)
+        v = np.bincount(cell.ravel(), weights=np.asarray(variance, float)[mine]) / m
+        noise[..., d] = ((v[None, None, :] + seed[..., d, None]) / m).mean(axis=-1)
+    main = (posterior["importance"].transpose("chain", "draw", "factor", "dataset").values ** 2).sum(axis=2)
+    coords = {"dataset": datasets}
+    posterior["nonadditivity"] = xr.DataArray(config / noise, dims=("chain", "draw", "dataset"), coords=coords)
+    posterior["nonadditive_share"] = xr.DataArray(config / (config + main), dims=("chain", "draw", "dataset"),
+                                                  coords=coords)
 
 
 def _pair_term(delta, cells, factors, p, q, **fixed):

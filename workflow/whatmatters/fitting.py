@@ -40,7 +40,8 @@ def fit(table: pd.DataFrame, spec: dict) -> az.InferenceData:
       InferenceData whose posterior holds the scales, `alpha`, `beta_<f>`, `gamma_<f>`
       (D > 1), `interaction_<f>__<g>` (interactions on) and every estimand of
       `whatmatters.estimands` (`importance` (chain, draw, factor, dataset),
-      `importance_pooled` (chain, draw, factor), ...); `constant_data` holds the runs
+      `importance_pooled` (chain, draw, factor), ..., `nonadditivity` and
+      `nonadditive_share` (chain, draw, dataset)); `constant_data` holds the runs
       (`run_dataset`, `run_level` (run, factor), and `run_successes`, `run_trials` (binomial)
       or `run_value` (continuous outcomes));
       `posterior.attrs` holds the spec, the provenance and the free variables' names as
@@ -62,6 +63,7 @@ def _fit(table: pd.DataFrame, spec: dict) -> az.InferenceData:
 
     estimands.add_estimands(idata.posterior, spec, level_codes, dataset_codes, seed=int(s["seed"]))
     outcome = spec["outcome"]
+    estimands.add_nonadditivity(idata.posterior, level_codes, dataset_codes, outcomes.response(runs, outcome)[1])
     measured = ({"run_successes": ("run", runs[outcome["successes"]].to_numpy(dtype="int64")),
                  "run_trials": ("run", runs[outcome["trials"]].to_numpy(dtype="int64"))}
                 if outcomes.resolve(outcome)["kind"] == "binomial"

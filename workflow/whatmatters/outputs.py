@@ -11,9 +11,10 @@ SUMMARIES = {   # results/analysis/{outcome}/
     "estimands": "estimands.csv",              # every estimand's summary and rank
     "agreement": "estimand_agreement.csv",     # Kendall's tau between the estimands' rankings
     "classical": "classical.csv",              # the ANOVA eta^2 ranks beside the Bayesian ones
+    "interactions": "interactions.csv",        # each pair's interaction importance (interactions on)
     "hypotheses_table": "hypotheses.csv",      # each hypothesis per scope: P(holds), Kendall's tau
     "hypotheses": "hypotheses.json",           # the same with every pairwise claim
-    "diagnostics": "diagnostics.json",         # sampler health and missing runs
+    "diagnostics": "diagnostics.json",         # sampler health, the model check (non-additivity), missing runs
     "provenance": "provenance.json",           # what made the summaries
 }
 

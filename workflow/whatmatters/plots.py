@@ -43,22 +43,26 @@ def plot_outcome(idata, spec: dict, out_dir) -> list[Path]:
 
 
 def ppc_figure(idata, n_draws: int = 100) -> Figure:
-    """Posterior predictive check, one panel per dataset: the ECDF of the observed run
-    accuracies (black) over those of `n_draws` replicated run tables (blue). Titles give
-    P(T_rep >= T_obs) for the spread (sd) and the worst run (min): values near 0 or 1
-    mean the model does not reproduce that feature of the data."""
+    """Posterior predictive check, one column per dataset. Top: the ECDF of the observed run
+    accuracies (black) over those of `n_draws` replicated run tables (blue); titles give
+    P(T_rep >= T_obs) for the spread (sd) and the worst run (min). Bottom: the spread of the
+    config means around their additive fit (`whatmatters.ppc.config_spread`), observed
+    (black line) against the replicates (blue histogram). P-values near 0 or 1 mean the
+    model does not reproduce that feature of the data."""
     from whatmatters import outcomes
-    from whatmatters.ppc import replicate
+    from whatmatters.ppc import config_spread, replicate
 
     data = idata.constant_data
     outcome = outcomes.resolve(spec_of(idata)["outcome"])
     get = lambda name: data[name].values if name in data else None       # noqa: E731
     observed = outcomes.observed(outcome, get("run_successes"), get("run_trials"), get("run_value"))
     replicated = replicate(idata, n_draws=n_draws)
+    spread = config_spread(idata, n_draws=n_draws)
     datasets = [str(d) for d in idata.posterior["dataset"].values]
-    fig = Figure(figsize=(3.6 * len(datasets) + 0.5, 3.2), layout="constrained")
-    axes = fig.subplots(1, len(datasets), squeeze=False)[0]
-    for i, (ax, name) in enumerate(zip(axes, datasets)):
+    fig = Figure(figsize=(3.6 * len(datasets) + 0.5, 6.2), layout="constrained")
+    axes = fig.subplots(2, len(datasets), squeeze=False)
+    for i, name in enumerate(datasets):
+        ax, low = axes[0, i], axes[1, i]
         mine = data["run_dataset"].values == i
         obs, rep = observed[mine], replicated[:, mine]
         steps = np.arange(1, obs.size + 1) / obs.size
@@ -72,7 +76,13 @@ def ppc_figure(idata, n_draws: int = 100) -> Figure:
         if outcome["kind"] == "continuous":
             ax.set_xscale("log")
         ax.grid(alpha=0.3)
-    axes[0].set_ylabel("fraction of runs")
+        s = spread[name]
+        low.hist(s["replicated"], bins=20, color=BLUE, alpha=0.6)
+        low.axvline(s["observed"], color="black", lw=1.6)
+        low.set_title(f"config means around the additive fit\nP(rep >= observed) {s['p_value']:.2f}", fontsize=9)
+        low.set_xlabel("rms deviation of config means (model scale)")
+    axes[0, 0].set_ylabel("fraction of runs")
+    axes[1, 0].set_ylabel("replicated tables")
     fig.suptitle(f"posterior predictive check: observed (black) vs {replicated.shape[0]} replicated tables (blue)",
                  fontsize=10)
     return fig
@@ -237,29 +247,37 @@ def level_effects_figure(idata, spec: dict) -> Figure:
 
 
 def diagnostics_figure(diag: dict) -> Figure:
-    """Sampler health at a glance: a red WARNING banner naming each problem when
-    `diag["ok"]` is False, a green "sampling healthy" line otherwise; below, R-hat and
-    bulk/tail ESS of every importance against their thresholds.
+    """Sampler health and model check at a glance: a red WARNING banner naming each problem
+    when `diag["ok"]` is False, a green "sampling healthy" line otherwise; an orange MODEL
+    CHECK banner with each non-additivity finding; below, R-hat and bulk/tail ESS of every
+    importance against their thresholds, and per dataset the posterior of the
+    non-additivity share (config residual / all config-to-config variance).
 
     Args:
       diag: the dict returned by `summarize.diagnostics`.
     """
-    fig = Figure(figsize=(11, 5.2))
+    fig = Figure(figsize=(14, 5.8))
     if diag["ok"]:
-        fig.text(0.5, 0.95, f"sampling healthy: {_overall(diag)}", ha="center", va="center",
+        fig.text(0.5, 0.96, f"sampling healthy: {_overall(diag)}", ha="center", va="center",
                  color=GREEN, fontsize=12, fontweight="bold")
     else:
-        fig.text(0.5, 0.93, "WARNING: SAMPLING UNHEALTHY, DO NOT TRUST THESE RESULTS\n"
+        fig.text(0.5, 0.94, "WARNING: SAMPLING UNHEALTHY, DO NOT TRUST THESE RESULTS\n"
                  + "\n".join(diag["problems"]) + f"\n{_overall(diag)}",
                  ha="center", va="center", color="white", fontsize=11, fontweight="bold",
                  bbox={"boxstyle": "round,pad=0.6", "facecolor": RED, "edgecolor": RED}, wrap=True)
-    if diag.get("warnings"):
-        fig.text(0.5, 0.80, "; ".join(diag["warnings"]), ha="center", color=ORANGE, fontsize=9)
+    notes = [*diag.get("warnings", [])]
+    if diag.get("model_check"):
+        fig.text(0.5, 0.86, "MODEL CHECK: " + "\n".join(diag["model_check"]), ha="center", va="center",
+                 color="white", fontsize=8, wrap=True,
+                 bbox={"boxstyle": "round,pad=0.4", "facecolor": ORANGE, "edgecolor": ORANGE})
+    if notes:
+        fig.text(0.5, 0.78, "; ".join(notes), ha="center", color=ORANGE, fontsize=9)
 
     rows = diag.get("importance", [])
     labels = [f"{r['factor']} / {r['dataset']}" for r in rows]
     y = np.arange(len(rows))
-    ax_r, ax_e = fig.subplots(1, 2, sharey=True, gridspec_kw={"top": 0.74, "bottom": 0.1, "left": 0.2})
+    ax_r, ax_e, ax_n = fig.subplots(1, 3, gridspec_kw={"top": 0.72, "bottom": 0.1, "left": 0.12, "wspace": 0.35})
+    ax_e.sharey(ax_r)
     rhat = np.array([np.nan if r["rhat"] is None else r["rhat"] for r in rows], dtype=float)
     ax_r.scatter(rhat, y, c=[RED if v > diag["thresholds"]["max_rhat"] else GREEN for v in rhat], s=18)
     ax_r.axvline(diag["thresholds"]["max_rhat"], color=RED, ls="--", lw=1, label="max R-hat")
@@ -274,6 +292,20 @@ def diagnostics_figure(diag: dict) -> Figure:
     ax_e.legend(loc="lower right", fontsize=8)
     ax_r.set_yticks(y, labels, fontsize=7)
     ax_r.set_ylim(len(rows) - 0.5, -0.5)
+
+    from whatmatters.summarize import DOMINANT_SHARE, NONADDITIVE_SHARE
+    nonadditive = diag.get("non_additivity", {})
+    for i, (name, v) in enumerate(nonadditive.items()):
+        color = RED if v["share"] > DOMINANT_SHARE else ORANGE if v["share"] > NONADDITIVE_SHARE else GREEN
+        ax_n.hlines(i, *v["share_hdi"], color=color, lw=2)
+        ax_n.plot([v["share"]], [i], "o", color=color)
+        ax_n.text(1.02, i, f"{v['ratio']:.1f}x seed noise", va="center", fontsize=7)
+    for x, color in ((NONADDITIVE_SHARE, ORANGE), (DOMINANT_SHARE, RED)):
+        ax_n.axvline(x, color=color, ls="--", lw=1)
+    ax_n.set_yticks(range(len(nonadditive)), list(nonadditive), fontsize=8)
+    ax_n.set_ylim(len(nonadditive) - 0.5, -0.5)
+    ax_n.set_xlim(0, 1.25)
+    ax_n.set_xlabel("non-additive share of config variance (90% HDI)")
     return fig
 
 

@@ -110,3 +110,144 @@ def simulate_table(spec: dict, importance: dict[str, float], *, configs: int = 5
         "importance": {f: {d: float(np.std(true_effects(f, d), ddof=1)) for d in datasets} for f in factors},
     }
     return table, truth
+
+
+# ---------------------------------------------------------------------------------------
+# Generators that are not the model (validation under misspecification, docs/validation.md)
+
+SCENARIO_FACTORS = {   # the factors of every scenario study, with their level counts
+    "optimizer": 4, "learning_rate": 5, "batch_size": 4, "init": 3, "architecture": 4,
+    "augmentation": 3, "weight_decay": 3,
+}
+SCENARIOS = ("control", "interactions", "failures", "heavy_tails", "one_dataset", "near_tie", "ceiling")
+CHANCE = 0.1                     # accuracy of a run that failed to train (10 classes)
+
+
+class Scenario:
+    """One simulated study's truth: the expected outcome of every config of the full
+    factorial on every dataset, from a process that is not the model's.
+
+    `kind` (one of SCENARIOS) picks what breaks the model's assumptions:
+      control       additive main effects, a small config residual: the model's own process
+      interactions  strong pairwise interactions of realistic shapes: one optimizer fails
+                    with one architecture (-3 logits), learning rate x batch size as a
+                    bowl (the best rate moves with the batch size), plus a random pair
+      failures      runs fail (chance accuracy) with probability 0.7 when two factors are
+                    both at their worst levels (too high a learning rate with a bad init)
+      heavy_tails   additive, seed noise Student-t with 3 df
+      one_dataset   one factor matters on one dataset only, exactly 0 elsewhere
+      near_tie      the two leading factors within 5% of each other
+      ceiling       accuracies near 99%
+
+    The truth is model-free (docs/model.md): per dataset, the main effects of the expected
+    logit accuracy over the full factorial, failures included; importance is their sd.
+    """
+
+    def __init__(self, kind: str, seed: int, n_data: int | None = None):
+        if kind not in SCENARIOS:
+            raise ValueError(f"scenario {kind!r}: choose one of {SCENARIOS}")
+        rng = np.random.default_rng(seed)
+        self.kind, self.rng = kind, rng
+        self.factors = list(SCENARIO_FACTORS)
+        self.sizes = [SCENARIO_FACTORS[f] for f in self.factors]
+        self.datasets = [f"data{i}" for i in range(n_data or int(rng.integers(2, 4)))]
+        self.trials = int(rng.integers(1000, 2001))
+        self.seed_sd = float(rng.uniform(0.05, 0.2))
+        base = 0.99 if kind == "ceiling" else float(rng.uniform(0.75, 0.92))
+        grid = np.indices(self.sizes).reshape(len(self.sizes), -1).T                 # (N, F)
+        self.grid = grid
+
+        top = float(rng.uniform(0.4, 1.0))
+        ratios = np.exp(rng.uniform(np.log(1.1), np.log(2.0), size=len(self.factors) - 1))
+        planted = top / np.concatenate([[1.0], np.cumprod(ratios)])
+        if kind == "near_tie":
+            planted[1] = planted[0] * float(rng.uniform(0.95, 1.0))
+        planted = planted[rng.permutation(len(self.factors))]
+        only = int(rng.integers(len(self.factors))) if kind == "one_dataset" else None
+        if only is not None:
+            planted[only] = max(planted[only], top)      # it matters, but on data0 only
+
+        def zero_sum(n, sd):
+            v = rng.normal(size=n)
+            v -= v.mean()
+            return v * sd / v.std(ddof=1)
+
+        eta = np.empty((len(self.datasets), len(grid)))
+        fail = np.zeros_like(eta)
+        pooled = [zero_sum(n, s) for n, s in zip(self.sizes, planted)]
+        for d in range(len(self.datasets)):
+            value = np.full(len(grid), np.log(base / (1 - base)))
+            for i, (n, s) in enumerate(zip(self.sizes, planted)):
+                effect = pooled[i] + zero_sum(n, 0.2 * s)
+                if i == only and d > 0:
+                    effect = np.zeros(n)
+                value += effect[grid[:, i]]
+            value += rng.normal(size=len(grid)) * (0.1 if kind != "interactions" else 0.0)
+            if kind == "interactions":
+                opt, arch = self.factors.index("optimizer"), self.factors.index("architecture")
+                lr, bs = self.factors.index("learning_rate"), self.factors.index("batch_size")
+                bad_opt, bad_arch = rng.integers(self.sizes[opt]), rng.integers(self.sizes[arch])
+                value -= 3.0 * ((grid[:, opt] == bad_opt) & (grid[:, arch] == bad_arch))
+                z_lr = grid[:, lr] / (self.sizes[lr] - 1) * 2 - 1
+                z_bs = grid[:, bs] / (self.sizes[bs] - 1) * 2 - 1
+                value -= float(rng.uniform(1.0, 2.0)) * (z_lr - z_bs) ** 2
+                f, g = rng.choice([i for i in range(len(self.factors)) if i not in (opt, arch, lr, bs)], 2,
+                                  replace=False)
+                table = rng.normal(size=(self.sizes[f], self.sizes[g])) * 0.5
+                value += table[grid[:, f], grid[:, g]]
+            if kind == "failures":
+                lr, init = self.factors.index("learning_rate"), self.factors.index("init")
+                worst = (grid[:, lr] == self.sizes[lr] - 1) & (grid[:, init] == self.sizes[init] - 1)
+                fail[d] = np.where(worst, 0.7, 0.02)
+            eta[d] = value
+        self.eta, self.fail = eta, fail
+        chance = np.log(CHANCE / (1 - CHANCE))
+        expected = (1 - fail) * eta + fail * chance                                  # (D, N)
+        self.truth = {}
+        for i, f in enumerate(self.factors):
+            means = np.stack([np.bincount(grid[:, i], weights=expected[d]) / (len(grid) / self.sizes[i])
+                              for d in range(len(self.datasets))])                   # (D, L)
+            self.truth[f] = {name: float(means[d].std(ddof=1)) for d, name in enumerate(self.datasets)}
+
+    def spec(self) -> dict:
+        return {"factors": {f: {"levels": [f"{f}{j}" for j in range(n)], "baseline": f"{f}0"}
+                            for f, n in zip(self.factors, self.sizes)},
+                "datasets": list(self.datasets),
+                "outcome": {"name": "test_accuracy", "successes": "n_test_correct", "trials": "n_test"}}
+
+    def table(self, configs: int, seeds: int, rng: np.random.Generator | None = None) -> pd.DataFrame:
+        """A balanced random design of `configs` configs (each level of each factor about
+        equally often, no config twice) run with `seeds` seeds on every dataset."""
+        rng = rng or self.rng
+        picks = balanced_configs(self.sizes, configs, rng)
+        rows = []
+        for d, name in enumerate(self.datasets):
+            for c in picks:
+                index = int(np.ravel_multi_index(tuple(c), self.sizes))
+                for seed in range(seeds):
+                    noise = (rng.standard_t(3) * self.seed_sd / np.sqrt(3.0) if self.kind == "heavy_tails"
+                             else rng.normal() * self.seed_sd)
+                    failed = rng.random() < self.fail[d, index]
+                    p = CHANCE if failed else 1 / (1 + np.exp(-(self.eta[d, index] + noise)))
+                    k = int(rng.binomial(self.trials, p))
+                    rows.append({"run_id": f"{name}/{index}/{seed}", "dataset": name, "seed": seed,
+                                 "status": "diverged" if failed else "ok",
+                                 **{f: f"{f}{c[i]}" for i, f in enumerate(self.factors)},
+                                 "n_test": self.trials, "n_test_correct": k, "test_accuracy": k / self.trials})
+        return pd.DataFrame(rows)
+
+
+def balanced_configs(sizes: list[int], n: int, rng: np.random.Generator) -> np.ndarray:
+    """(n, F) distinct configs, each factor's levels used as evenly as n allows: each column
+    a shuffled repeat of its levels, duplicates repaired by re-shuffling their rows."""
+    columns = [rng.permutation(np.resize(np.arange(k), n)) for k in sizes]
+    configs = np.column_stack(columns)
+    for _ in range(1000):
+        _, first = np.unique(configs, axis=0, return_index=True)
+        dup = np.setdiff1d(np.arange(n), first)
+        if dup.size == 0:
+            break
+        for i in range(configs.shape[1]):
+            swap = rng.integers(n, size=dup.size)
+            configs[dup, i], configs[swap, i] = configs[swap, i], configs[dup, i].copy()
+    return configs

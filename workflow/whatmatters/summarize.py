@@ -23,6 +23,7 @@ import pandas as pd
 import xarray as xr
 
 from whatmatters import hypotheses as H
+from whatmatters import ppc
 from whatmatters.errors import WhatmattersError
 from whatmatters.estimands import describe, present, rank_agreement
 from whatmatters.io import atomic_path, provenance, write_json
@@ -33,6 +34,9 @@ log = logging.getLogger(__name__)
 
 MAX_RHAT = 1.01          # Vehtari et al. (2021): above this, chains have not mixed
 MIN_ESS_PER_CHAIN = 100  # ... and below 100 per chain, tail quantiles are unreliable
+NONADDITIVE_SHARE = 0.2  # config residual above this share of config-to-config variance: say so
+DOMINANT_SHARE = 0.5     # above this, interactions dominate the main effects (docs/validation.md)
+PPC_P_VALUE = 0.02       # config means scatter beyond what the model expects below this p-value
 
 
 def ranks(importance: xr.DataArray) -> xr.DataArray:
@@ -69,6 +73,31 @@ def importance_table(idata: az.InferenceData) -> pd.DataFrame:
                          "hdi_5": low, "hdi_95": high,
                          "p_rank_1": float(first.sel(factor=f))})
     return pd.DataFrame(rows, columns=["factor", "dataset", "mean", "sd", "hdi_5", "hdi_95", "p_rank_1"])
+
+
+def interactions_table(idata: az.InferenceData) -> pd.DataFrame:
+    """Each factor pair's interaction importance (`whatmatters.estimands`), strongest first,
+    beside the main-effect importances of its two factors (pooled); empty (header only)
+    when the fit had interactions off.
+
+    Returns columns `pair`, `mean`, `sd`, `hdi_5`, `hdi_95`, `importance_a`,
+    `importance_b` (pooled posterior means of the two factors' importance),
+    `p_above_smaller` (P(the pair's importance > the smaller of the two main effects)).
+    """
+    columns = ["pair", "mean", "sd", "hdi_5", "hdi_95", "importance_a", "importance_b", "p_above_smaller"]
+    post = idata.posterior
+    if "interaction_importance" not in post:
+        return pd.DataFrame(columns=columns)
+    rows = []
+    for pair in post["pair"].values:
+        f, g = str(pair).split(":")
+        draws = post["interaction_importance"].sel(pair=pair).values.ravel()
+        a, b = (post["importance_pooled"].sel(factor=h).values.ravel() for h in (f, g))
+        low, high = hdi(draws, INTERVAL)
+        rows.append({"pair": str(pair), "mean": float(draws.mean()), "sd": float(draws.std(ddof=1)),
+                     "hdi_5": low, "hdi_95": high, "importance_a": float(a.mean()), "importance_b": float(b.mean()),
+                     "p_above_smaller": float((draws > np.minimum(a, b)).mean())})
+    return pd.DataFrame(rows, columns=columns).sort_values("mean", ascending=False, ignore_index=True)
 
 
 def rank_probabilities(idata: az.InferenceData) -> pd.DataFrame:
@@ -164,7 +193,44 @@ def classical_check(idata: az.InferenceData, table: pd.DataFrame, spec: dict) ->
     from whatmatters import classical   # statsmodels: imported only by the step that needs it
 
     bayes = {scope: ranks(imp) for scope, imp in importance_by_scope(idata).items()}
-    return classical.compare(bayes, classical.eta_squared(table, spec), interval=INTERVAL)
+    return classical.compare(bayes, classical.eta_squared(table, spec), interval=INTERVAL,
+                             additivity=classical.lack_of_fit(table, spec))
+
+
+def non_additivity(idata: az.InferenceData) -> tuple[dict, list[str]]:
+    """How far the table is from additive, per dataset, and what to say about it.
+
+    Returns ({dataset: {"ratio", "ratio_hdi", "share", "share_hdi", "ppc_p_value"}}, findings):
+    `ratio` and `share` are the posterior means of `nonadditivity` and `nonadditive_share`
+    (`whatmatters.estimands`), `ppc_p_value` the posterior predictive check of the spread of
+    config means around the additive fit (`whatmatters.ppc.config_spread`); `findings` are
+    messages for the ones that cross NONADDITIVE_SHARE, DOMINANT_SHARE or PPC_P_VALUE.
+    """
+    post = idata.posterior
+    if "nonadditivity" not in post:
+        return {}, []
+    spread = (ppc.config_spread(idata) if "constant_data" in idata.groups()
+              and "run_level" in idata.constant_data else {})
+    interactions = bool(spec_of(idata).get("model", {}).get("interactions"))
+    out, findings = {}, []
+    for d in post["dataset"].values:
+        ratio, share = (post[v].sel(dataset=d).values.ravel() for v in ("nonadditivity", "nonadditive_share"))
+        p = spread.get(str(d), {}).get("p_value")
+        out[str(d)] = {"ratio": float(ratio.mean()), "ratio_hdi": list(hdi(ratio, INTERVAL)),
+                       "share": float(share.mean()), "share_hdi": list(hdi(share, INTERVAL)), "ppc_p_value": p}
+        where = f"dataset {d}: config means scatter {ratio.mean():.0f}x what seed noise explains"
+        advice = ("run more configs" if interactions
+                  else "run more configs, or set analysis.interactions: true to model pairs")
+        if share.mean() > DOMINANT_SHARE:
+            findings.append(f"INTERACTIONS DOMINATE on {where} and {share.mean():.0%} of the config-to-config "
+                            f"variance is not main effects: the main-effect ranks describe little; {advice}")
+        elif share.mean() > NONADDITIVE_SHARE:
+            findings.append(f"non-additive: {where}, {share.mean():.0%} of the config-to-config variance; "
+                            f"the rank intervals are widened for it; {advice} to narrow them")
+        if p is not None and p < PPC_P_VALUE:
+            findings.append(f"posterior predictive check, dataset {d}: the config means scatter around the "
+                            f"additive fit more than the model expects (p = {p:.2f}); {advice}")
+    return out, findings
 
 
 def diagnostics(idata: az.InferenceData) -> dict:
@@ -176,7 +242,9 @@ def diagnostics(idata: az.InferenceData) -> dict:
 
     Returns:
       {"ok": divergences == 0 and max_rhat <= 1.01, "problems": [why not ok],
-       "warnings": [low ESS], "chains", "draws", "divergences", "max_rhat",
+       "warnings": [low ESS], "model_check": [`non_additivity` findings],
+       "non_additivity": {dataset: ...}, "verdict": "healthy" or the first named problem,
+       "chains", "draws", "divergences", "max_rhat",
        "worst_rhat_variable", "min_ess_bulk", "min_ess_tail", "thresholds",
        "importance": [{"factor", "dataset", "rhat", "ess_bulk", "ess_tail"}, ...]}
     """
@@ -217,8 +285,11 @@ def diagnostics(idata: az.InferenceData) -> dict:
             per_importance.append({"factor": str(f), "dataset": scope,
                                    "rhat": _num(rh.sel(factor=f)), "ess_bulk": _num(eb.sel(factor=f)),
                                    "ess_tail": _num(et.sel(factor=f))})
+    nonadditive, model_check = non_additivity(idata)
+    verdict = (problems[0] if problems else model_check[0] if model_check else "healthy")
     return {
-        "ok": not problems, "problems": problems, "warnings": warnings,
+        "ok": not problems, "problems": problems, "warnings": warnings, "model_check": model_check,
+        "non_additivity": nonadditive, "verdict": verdict,
         "chains": int(chains), "draws": int(draws), "divergences": divergences,
         "max_rhat": max_rhat, "worst_rhat_variable": worst_var,
         "min_ess_bulk": min_bulk, "min_ess_tail": min_tail,
@@ -244,6 +315,8 @@ def write_summaries(idata: az.InferenceData, spec: dict, out_dir, table: pd.Data
                     "see diagnostics.json.", prov["outcome"], "; ".join(diag["problems"]))
     for w in diag["warnings"]:
         log.warning("sampling: %s", w)
+    for w in diag["model_check"]:
+        log.warning("model check for outcome %r: %s", prov["outcome"], w)
     missing = list(missing or [])
     diag["missing_runs"] = {"count": len(missing), "run_ids": missing}
     if missing:
@@ -256,6 +329,7 @@ def write_summaries(idata: az.InferenceData, spec: dict, out_dir, table: pd.Data
     _write_csv(paths["ranks"], rank_probabilities(idata))
     _write_csv(paths["estimands"], estimands_table(idata))
     _write_csv(paths["agreement"], rank_agreement(idata.posterior))
+    _write_csv(paths["interactions"], interactions_table(idata))
     _write_csv(paths["hypotheses_table"], hypotheses_table(idata, spec["hypotheses"]))
     if table is not None:
         check = classical_check(idata, table, spec)
@@ -263,6 +337,14 @@ def write_summaries(idata: az.InferenceData, spec: dict, out_dir, table: pd.Data
             log.warning("classical check disagrees on %s (%s): ANOVA eta^2 rank %d, Bayesian 90%% rank "
                         "interval [%d, %d]", row.factor, row.dataset, row.classical_rank,
                         row.bayes_rank_low, row.bayes_rank_high)
+        for row in check.loc[check["contradicts"]].itertuples():
+            log.warning("classical check CONTRADICTS the posterior on %s (%s): ANOVA ranks it above %s, an "
+                        "order the posterior gives P < 0.05%s", row.factor, row.dataset, row.contradicted,
+                        "" if row.additive else " (the additive model is rejected here, lack-of-fit "
+                        f"p = {row.lack_of_fit_p:.2g}: both rankings are unreliable; run more configs)")
+        for scope, p in check.loc[~check["additive"]].groupby("dataset")["lack_of_fit_p"].first().items():
+            diag["model_check"].append(f"classical lack-of-fit test rejects the additive model on {scope} "
+                                       f"(p = {p:.2g}): ANOVA and main-effect ranks are both less reliable there")
         _write_csv(paths["classical"], check)
     write_json(paths["hypotheses"], {
         "hypotheses": hypothesis_probabilities(idata, spec["hypotheses"]), "provenance": prov})

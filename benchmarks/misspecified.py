@@ -1,0 +1,168 @@
+"""Validation under misspecification: run tables from processes that are not the model.
+
+Each study draws a `whatmatters.simulation.Scenario` (7 factors of 3-5 levels, 2-3
+datasets, a balanced random design of 32-60 configs x 3 seeds, 1,000-2,000 test examples
+per run), fits it with `whatmatters.fitting.fit` (the collapsed method, main effects and
+the config residual unless --interactions) and compares the posterior with the truth,
+computed model-free over the full factorial (docs/model.md): per dataset, the sd over
+levels of the main effects of the expected logit accuracy, failures included; pooled, its
+mean over datasets.
+
+Per class (`SCENARIOS`), over every scope (pooled and each dataset):
+  coverage       the 90% HDI of each factor's importance holds the truth (goal 0.85-0.95)
+  calls          pairs (f, g) with P(f > g) >= 0.9: the share right (goal >= 0.9)
+  top            where the true top factor leads the second by >= 25%: mean and min of
+                 P(true top ranks first) (goals >= 0.6 and never < 0.1)
+  flagged        the share of studies whose diagnostics name non-additivity
+
+    OPENBLAS_NUM_THREADS=1 .venv/bin/python benchmarks/misspecified.py --studies 20 \
+        --out benchmarks/results/misspecified.json
+    ... --classes interactions --interactions --out benchmarks/results/misspecified_interactions.json
+    ... --classes interactions --budget 180 --splits 60x3 90x2 180x1 --out benchmarks/results/design_split.json
+    ... --quick          # smoke test: 2 classes x 1 small study
+
+The JSON is rewritten after each finished study, so an interrupted run keeps what it has.
+Results: docs/validation.md.
+"""
+
+import argparse
+import json
+import sys
+import time
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from multiprocessing import get_context
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "workflow"))
+
+import whatmatters  # noqa: E402,F401  (one BLAS thread, set before numpy loads)
+import numpy as np  # noqa: E402
+
+from whatmatters.io import provenance, write_json  # noqa: E402
+
+GOALS = {"coverage": (0.85, 0.95), "calls_right": 0.9, "top_mean": 0.6, "top_min": 0.1}
+LEAD = 1.25          # the true top factor leads the second by this factor for the top-factor goals
+CALL = 0.9           # a pairwise call: P(f > g) >= CALL
+
+
+def one_study(kind: str, index: int, configs: int | None, seeds: int, interactions: bool, sampler: dict) -> dict:
+    import logging
+
+    logging.getLogger("pymc").setLevel(logging.ERROR)
+    from whatmatters import fitting, summarize
+    from whatmatters.posterior import hdi, importance_by_scope
+    from whatmatters.simulation import Scenario
+
+    scenario = Scenario(kind, seed=10_000 + 97 * index + 13 * len(kind))
+    rng = np.random.default_rng(index)
+    n_configs = configs or int(rng.integers(32, 61))
+    table = scenario.table(n_configs, seeds, rng)
+    spec = {**scenario.spec(), "model": {"method": "collapsed", "interactions": interactions},
+            "sampler": {**sampler, "seed": index}, "hypotheses": []}
+    start = time.perf_counter()
+    idata = fitting.fit(table, spec)
+    seconds = time.perf_counter() - start
+    diag = summarize.diagnostics(idata)
+    scopes = {}
+    for scope, imp in importance_by_scope(idata).items():
+        draws = imp.transpose("chain", "draw", "factor").values.reshape(-1, imp.sizes["factor"])
+        factors = [str(f) for f in imp["factor"].values]
+        truth = np.array([np.mean(list(scenario.truth[f].values())) if scope == "pooled"
+                          else scenario.truth[f][scope] for f in factors])
+        covered = [bool(lo <= t <= hi) for t, (lo, hi) in zip(truth, (hdi(draws[:, i], 0.9) for i in range(len(factors))))]
+        calls = []
+        for i in range(len(factors)):
+            for j in range(len(factors)):
+                p = float((draws[:, i] > draws[:, j]).mean())
+                if i != j and p >= CALL:
+                    calls.append(bool(truth[i] > truth[j]))
+        order = np.argsort(-truth)
+        first = (draws.argmax(axis=1) == order[0]).mean()
+        scopes[scope] = {"truth": truth.tolist(), "mean": draws.mean(axis=0).tolist(), "covered": covered,
+                         "calls": calls, "lead": float(truth[order[0]] / max(truth[order[1]], 1e-12)),
+                         "p_true_top_first": float(first)}
+    return {"kind": kind, "index": index, "configs": n_configs, "seeds": seeds, "datasets": len(scenario.datasets),
+            "interactions": interactions, "seconds": round(seconds, 1), "divergences": diag["divergences"],
+            "max_rhat": diag["max_rhat"], "model_check": diag["model_check"],
+            "non_additivity": {d: {k: v[k] for k in ("ratio", "share", "ppc_p_value")}
+                               for d, v in diag["non_additivity"].items()},
+            "scopes": scopes}
+
+
+def summarize_class(records: list[dict]) -> dict:
+    scopes = [s for r in records for s in r["scopes"].values()]
+    covered = [c for s in scopes for c in s["covered"]]
+    calls = [c for s in scopes for c in s["calls"]]
+    tops = [s["p_true_top_first"] for s in scopes if s["lead"] >= LEAD]
+    out = {"studies": len(records), "scopes": len(scopes),
+           "coverage": float(np.mean(covered)) if covered else None,
+           "calls": len(calls), "calls_right": float(np.mean(calls)) if calls else None,
+           "top_scopes": len(tops), "top_mean": float(np.mean(tops)) if tops else None,
+           "top_min": float(np.min(tops)) if tops else None,
+           "flagged": float(np.mean([bool(r["model_check"]) for r in records])),
+           "median_seconds": float(np.median([r["seconds"] for r in records])),
+           "divergent_studies": int(sum(bool(r["divergences"]) for r in records))}
+    cov, right = out["coverage"], out["calls_right"]
+    out["meets"] = {"coverage": cov is not None and GOALS["coverage"][0] <= cov <= GOALS["coverage"][1],
+                    "calls_right": right is None or right >= GOALS["calls_right"],
+                    "top_mean": out["top_mean"] is None or out["top_mean"] >= GOALS["top_mean"],
+                    "top_min": out["top_min"] is None or out["top_min"] >= GOALS["top_min"]}
+    return out
+
+
+def main() -> None:
+    from whatmatters.simulation import SCENARIOS
+
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--classes", nargs="+", default=list(SCENARIOS), choices=SCENARIOS)
+    ap.add_argument("--studies", type=int, default=20)
+    ap.add_argument("--first", type=int, default=0, help="index of the first study (resume or extend)")
+    ap.add_argument("--seeds", type=int, default=3)
+    ap.add_argument("--configs", type=int, default=None, help="configs per study (default 32-60 at random)")
+    ap.add_argument("--budget", type=int, default=None, help="with --splits: runs per dataset")
+    ap.add_argument("--splits", nargs="+", default=None, help="configs x seeds, e.g. 60x3 90x2 180x1")
+    ap.add_argument("--interactions", action="store_true")
+    ap.add_argument("--draws", type=int, default=1000)
+    ap.add_argument("--chains", type=int, default=2)
+    ap.add_argument("--workers", type=int, default=2)
+    ap.add_argument("--quick", action="store_true")
+    ap.add_argument("--out", type=Path, default=ROOT / "benchmarks/results/misspecified.json")
+    args = ap.parse_args()
+    sampler = {"chains": args.chains, "draws": args.draws, "tune": args.draws, "target_accept": 0.9,
+               "cores": 1, "nuts": "auto"}
+    if args.quick:
+        args.classes, args.studies, args.configs = args.classes[:2], 1, 32
+        sampler.update(draws=300, tune=300)
+    splits = [tuple(map(int, s.split("x"))) for s in args.splits] if args.splits else [(args.configs, args.seeds)]
+    # interleaved (study 0 of every class, then study 1, ...): a run stopped early has every
+    # class about equally far along
+    jobs = [(kind, i, c, s) for i in range(args.first, args.first + args.studies) for (c, s) in splits
+            for kind in args.classes]
+    records, started = [], time.time()
+    with ProcessPoolExecutor(args.workers, mp_context=get_context("spawn")) as pool:
+        futures = {pool.submit(one_study, kind, i, c, s, args.interactions, sampler): (kind, i, c, s)
+                   for kind, i, c, s in jobs}
+        for done, future in enumerate(as_completed(futures), 1):
+            kind, i, c, s = futures[future]
+            try:
+                records.append(future.result())
+            except Exception as e:          # a failed study is recorded, not fatal
+                records.append({"kind": kind, "index": i, "configs": c, "seeds": s, "error": repr(e)})
+            print(f"[{done}/{len(jobs)}] {kind} #{i} {c}x{s}: "
+                  f"{records[-1].get('seconds', records[-1].get('error'))} s, {time.time() - started:.0f} s in all",
+                  flush=True)
+            good = [r for r in records if "error" not in r]
+            groups = {}
+            for r in good:
+                key = r["kind"] if not args.splits else f"{r['kind']} {r['configs']}x{r['seeds']}"
+                groups.setdefault(key, []).append(r)
+            write_json(args.out, {"provenance": provenance(step="benchmark misspecified", args=vars(args) | {
+                "out": str(args.out)}, sampler=sampler), "goals": GOALS, "planned": len(jobs),
+                "completed": len(records), "summary": {k: summarize_class(v) for k, v in sorted(groups.items())},
+                "records": records})
+    print(json.dumps(json.loads(args.out.read_text())["summary"], indent=1))
+
+
+if __name__ == "__main__":
+    main()
