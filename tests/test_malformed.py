@@ -175,7 +175,7 @@ BAD_YAML = [
     ("tab indentation", "design:\n\tkind: full\n", r"is not valid YAML \(line 2, column 1\): .*'\\t'"),
     ("bad indentation", "design:\n  kind: full\n    seed: 1\n", r"is not valid YAML \(line 3, column 9\)"),
     ("python object tag", "datasets: !!python/object/apply:os.system ['touch pwned']\n",
-     r"is not valid YAML .*could not determine a constructor for the tag .*python/object/apply:os.system"),
+     r": datasets \(line 1\): YAML tag '!!python/object/apply:os.system' is not allowed; a study is plain data"),
     ("duplicate key", "seeds: 2\nseeds: 3\n", r"is not valid \(line 2, column 1\): key 'seeds' is given twice"),
     ("empty file", "", r": expected a mapping of study sections \(datasets, factors, .*\), got an empty file"),
     ("a list", "- datasets\n", r": expected a mapping of study sections .*, got a list"),

@@ -16,19 +16,11 @@ import time
 PROCESS_STARTED = time.time()  # as early as this module can see; imports follow
 
 
-def _study_from_file(path: str) -> dict:
-    from whatmatters.config import read_config
-    from whatmatters.study import check_data, load_study
-
-    study = load_study(read_config(path))
-    check_data(study)
-    return study
-
-
 def cmd_check(args) -> None:
     from whatmatters.design import expand
+    from whatmatters.study import study_from_file
 
-    study = _study_from_file(args.config)
+    study = study_from_file(args.config)
     expanded = expand(study)
     print(f"{args.config}: ok — {len(expanded['configs'])} configs x {len(study['datasets'])} datasets "
           f"x {len(study['seeds'])} seeds = {len(expanded['runs'])} runs in {len(expanded['jobs'])} jobs")

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from whatmatters.data import DATASETS, NO_VARIANT, SHIFT_RANGES, SHIFTS, default_shift, shift_kinds, unavailable
+from whatmatters.config import read_config, study_file_for
 from whatmatters.design import expand
 from whatmatters.errors import StudyError
 from whatmatters.factors import FACTORS
@@ -393,15 +394,51 @@ def study_or_exit(config: dict) -> dict:
 
 
 def study_and_design_or_exit(config: dict) -> tuple[dict, dict]:
-    """The checked study and its expanded design (what the Snakefile needs), or one clear
-    message on stderr and exit status 2."""
+    """The checked study and its expanded design, or one clear message on stderr and
+    exit status 2."""
     try:
-        study = load_study(config)
-        check_data(study)
-        return study, expand(study)  # a random design may ask for more configs than the factors allow
+        return _study_and_design(config)
     except StudyError as e:
-        print(f"whatmatters: invalid study: {e}", file=sys.stderr)
-        sys.exit(2)
+        _exit(e)
+
+
+def study_file_or_exit(configfiles, overrides=None) -> tuple[dict, dict, dict]:
+    """What the Snakefile runs: (the study file's data, the checked study, its design),
+    read from the --configfile (`configfiles`, Snakemake's list) or else config.yaml, by
+    the same code as `whatmatters check FILE`; or one clear message and exit status 2.
+    The file is the whole study: nothing is merged into it, and `--config KEY=VALUE`
+    (`overrides`) is refused rather than merged."""
+    path = None
+    try:
+        if overrides:
+            raise StudyError(f"--config {', '.join(map(str, overrides))}: settings are not taken from the command "
+                             "line; write them in the study file (it is the whole study)")
+        path = study_file_for(configfiles)
+        raw = read_config(path)
+        return (raw, *_study_and_design(raw))
+    except StudyError as e:
+        _exit(e, path)
+
+
+def study_from_file(path) -> dict:
+    """The checked study of a file (what `whatmatters check FILE` reads)."""
+    study = load_study(read_config(path))
+    check_data(study)
+    return study
+
+
+def _study_and_design(config: dict) -> tuple[dict, dict]:
+    study = load_study(config)
+    check_data(study)
+    return study, expand(study)  # a random design may ask for more configs than the factors allow
+
+
+def _exit(error: StudyError, path=None):
+    message = str(error)
+    if path is not None and not message.startswith(str(path)):
+        message = f"{path}: {message}"
+    print(f"whatmatters: invalid study: {message}", file=sys.stderr)
+    sys.exit(2)
 
 
 def check_data(study: dict, prepared_dir: str = "results/data") -> None:
