@@ -15,7 +15,7 @@ import typing
 from dataclasses import dataclass
 from typing import Any, Callable
 
-from whatmatters.errors import StudyError
+from whatmatters.errors import StudyError, shown
 
 REQUIRED = inspect.Parameter.empty
 
@@ -123,7 +123,7 @@ class Registry:
             if not ok or (isinstance(value, float) and not math.isfinite(value)):
                 raise StudyError(
                     f"{where}.{key}: expected a finite {_type_names(setting.types)}, "
-                    f"got {value!r}"
+                    f"got {shown(value)}"
                 )
             resolved[key] = float(value) if float in setting.types and type(value) is int else value
         for key, setting in allowed.items():
