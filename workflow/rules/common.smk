@@ -17,6 +17,7 @@ from whatmatters.study import study_file_or_exit
 from whatmatters.design import job_spec
 from whatmatters.analysis_spec import analysis_spec
 from whatmatters.outputs import FIGURES, SUMMARIES
+from whatmatters.io import write_text
 
 # The study file (--configfile, else config.yaml) read and checked as `whatmatters check FILE`
 # does; one clear message and exit 2 on a bad study. It is the whole study: `config` becomes

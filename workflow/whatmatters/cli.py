@@ -16,6 +16,22 @@ import time
 PROCESS_STARTED = time.time()  # as early as this module can see; imports follow
 
 
+def _json_arg(text: str):
+    """A JSON argument given inline, or as @FILE (what the Snakemake rules pass: a large
+    study's settings do not fit on a command line)."""
+    from whatmatters.errors import WhatmattersError
+
+    if text.startswith("@"):
+        try:
+            text = open(text[1:]).read()
+        except OSError as e:
+            raise WhatmattersError(f"cannot read {text[1:]}: {e.strerror}") from None
+    try:
+        return json.loads(text)
+    except ValueError as e:
+        raise WhatmattersError(f"settings are not valid JSON ({e}); rerun the step that wrote them") from None
+
+
 def cmd_check(args) -> None:
     from whatmatters.design import expand
     from whatmatters.study import study_from_file
@@ -41,7 +57,7 @@ def cmd_kinds(args) -> None:
 def cmd_design(args) -> None:
     from whatmatters.design import expand, write_design_tsv
 
-    study = json.loads(args.study)
+    study = _json_arg(args.study)
     write_design_tsv(study, expand(study), args.out)
 
 
@@ -49,7 +65,7 @@ def cmd_prepare(args) -> None:
     from whatmatters.data import prepare
     from whatmatters.io import provenance
 
-    spec = json.loads(args.spec)
+    spec = _json_arg(args.spec)
     prepare(spec, args.out, provenance(settings=spec))
 
 
@@ -57,7 +73,7 @@ def cmd_train(args) -> None:
     from whatmatters.jobs import JobFailed, run_job
 
     try:
-        m = run_job(json.loads(args.spec), args.data, args.run_dir, args.out, threads=args.threads,
+        m = run_job(_json_arg(args.spec), args.data, args.run_dir, args.out, threads=args.threads,
                     attempt=args.attempt, attempts=args.attempts, allow_missing=args.allow_missing,
                     process_started=PROCESS_STARTED)
     except JobFailed as e:   # exit 1: Snakemake retries the job, or the study stops after its last attempt
@@ -81,7 +97,7 @@ def cmd_fit(args) -> None:
     from whatmatters import fitting, posterior
     from whatmatters.aggregate import missing_message, present_runs, read_table
 
-    spec = json.loads(args.spec)
+    spec = _json_arg(args.spec)
     table = read_table(args.table)
     runs, missing = present_runs(table, spec["allow_missing"])
     if missing:
@@ -95,14 +111,14 @@ def cmd_summarize(args) -> None:
     from whatmatters.aggregate import present_runs, read_table
 
     table, missing = present_runs(read_table(args.table), allow_missing=True) if args.table else (None, [])
-    summarize.write_summaries(posterior.load(args.posterior), json.loads(args.spec), args.out_dir, table,
+    summarize.write_summaries(posterior.load(args.posterior), _json_arg(args.spec), args.out_dir, table,
                               missing=missing)
 
 
 def cmd_plot(args) -> None:
     from whatmatters import plots, posterior
 
-    plots.plot_outcome(posterior.load(args.posterior), json.loads(args.spec), args.out_dir)
+    plots.plot_outcome(posterior.load(args.posterior), _json_arg(args.spec), args.out_dir)
 
 
 def cmd_compare_outcomes(args) -> None:
