@@ -183,7 +183,7 @@ def test_a_job_of_hundreds_of_configs_trains(tmp_path):
     path.write_text(yaml.safe_dump(study))
     workdir = tmp_path / "work"
     snakemake(workdir, "results/runs/digits/jobs/job0000.json", config=path)
-    spec = workdir / "results/runs/digits/jobs/job0000.spec.json"
+    spec = workdir / "results/specs/digits/job0000.json"
     assert len(json.loads(spec.read_text())["configs"]) == 320 and spec.stat().st_size > 131072
     manifest = json.loads((workdir / "results/runs/digits/jobs/job0000.json").read_text())
     assert manifest["trained"] == 320

@@ -231,8 +231,9 @@ def test_a_truncated_job_manifest_is_named_and_refused(store, tmp_path, capsys):
     with pytest.raises(SystemExit) as exit:
         main(["aggregate", "--design", str(design), "--runs-dir", str(runs), "--out", str(out)])
     assert exit.value.code == 2
-    assert re.fullmatch(rf"whatmatters aggregate: error: unreadable training output {manifest} \(.*\); delete it "
-                        r"and rerun snakemake \(finished runs are reused\)\n", capsys.readouterr().err)
+    assert re.fullmatch(rf"whatmatters aggregate: error: unreadable training output {manifest} \(.*\); removed it: "
+                        r"rerun snakemake to retrain its job \(its finished runs are reused\)\n", capsys.readouterr().err)
+    assert not manifest.exists()
     assert not out.parent.exists()   # no table from a half-read store
 
 
@@ -445,3 +446,22 @@ def test_every_test_named_in_docs_reliability_exists():
     assert len(named) >= 20
     for file, test in named:
         assert re.search(rf"^def {test}\(", (ROOT / "tests" / file).read_text(), re.M), f"{file}::{test}"
+
+
+@pytest.mark.slow
+def test_a_truncated_stored_run_is_named_and_retrained_by_the_next_run(tmp_path):
+    """A stored run truncated after its job finished: the next snakemake run sees it changed,
+    reruns its job, which names the file in its log and retrains only that run."""
+    study, workdir = tiny_digits(tmp_path), tmp_path / "work"
+    target = "results/runs/digits/jobs/job0000.json"
+    snakemake(workdir, target, config=study)
+    manifest = json.loads((workdir / target).read_text())
+    victim = workdir / f"results/runs/digits/{manifest['runs'][0]['config_id']}/{manifest['runs'][0]['seed']}.json"
+    victim.write_text(victim.read_text()[:100])
+    result = snakemake(workdir, target, config=study)
+    assert "Nothing to be done" not in result.stdout + result.stderr
+    log = (workdir / "results/logs/train/digits/job0000.log").read_text()
+    assert f"stored run {victim.relative_to(workdir)} is unreadable" in log, log
+    again = json.loads((workdir / target).read_text())
+    assert again["trained"] == 1 and again["reused"] == len(manifest["runs"]) - 1
+    assert json.loads(victim.read_text())["run_id"] == manifest["runs"][0]["run_id"]

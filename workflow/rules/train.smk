@@ -12,7 +12,7 @@ TRAIN_ATTEMPTS = 2
 # they change (params), the file is rewritten and the job reruns, reusing its unchanged runs.
 rule job_spec:
     output:
-        "results/runs/{dataset}/jobs/{job}.spec.json",
+        "results/specs/{dataset}/{job}.json",
     localrule: True
     params:
         spec=train_spec,
@@ -23,7 +23,8 @@ rule job_spec:
 rule train:
     input:
         data="results/data/{dataset}.pt",
-        spec="results/runs/{dataset}/jobs/{job}.spec.json",
+        spec="results/specs/{dataset}/{job}.json",
+        changed=changed_runs,
     output:
         "results/runs/{dataset}/jobs/{job}.json",
     log:

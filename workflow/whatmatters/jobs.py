@@ -86,10 +86,18 @@ def run_key(dataset: dict, levels: dict, seed: int, fingerprint: str, precision:
 
 
 def _stored(path: Path, key: str) -> dict | None:
-    """The stored record at `path` if it is complete and made with `key`, else None."""
+    """The stored record at `path` if it is complete and made with `key`, else None; an
+    unreadable one (truncated, corrupt) is named in the job's log, and then retrained."""
     try:
         record = json.loads(path.read_text())
-    except (OSError, ValueError):
+    except FileNotFoundError:
+        return None
+    except (OSError, ValueError) as e:
+        print(f"whatmatters train: stored run {path} is unreadable ({type(e).__name__}: {e}); retraining it",
+              file=sys.stderr, flush=True)
+        return None
+    if not isinstance(record, dict):
+        print(f"whatmatters train: stored run {path} is not a run record; retraining it", file=sys.stderr, flush=True)
         return None
     return record if record.get("key") == key else None
 
