@@ -465,3 +465,35 @@ def test_a_truncated_stored_run_is_named_and_retrained_by_the_next_run(tmp_path)
     again = json.loads((workdir / target).read_text())
     assert again["trained"] == 1 and again["reused"] == len(manifest["runs"]) - 1
     assert json.loads(victim.read_text())["run_id"] == manifest["runs"][0]["run_id"]
+
+
+@pytest.mark.slow
+def test_an_error_a_retry_cannot_fix_is_not_retried(tmp_path):
+    """execution.device: cuda on a machine without a GPU fails its first attempt naming the
+    cause; Snakemake's retry stops at once (before importing torch), naming it again."""
+    if torch.cuda.is_available():
+        pytest.skip("needs a machine without a GPU")
+    config = yaml.safe_load(tiny_digits(tmp_path).read_text())
+    config["execution"]["device"] = "cuda"
+    study = tmp_path / "cuda.yaml"
+    study.write_text(yaml.safe_dump(config))
+    workdir = tmp_path / "work"
+    result = snakemake(workdir, "results/runs/digits/jobs/job0000.json", config=study, check=False)
+    assert result.returncode != 0
+    log = (workdir / "results/logs/train/digits/job0000.log").read_text()   # the last attempt's
+    assert re.fullmatch(r"whatmatters train: error: PermanentError: execution.device: cuda, but this job sees no "
+                        r"CUDA device .*; not retried: a retry cannot fix this\n", log), log
+
+
+def test_the_retry_of_a_permanent_error_does_not_load_torch(tmp_path):
+    out = tmp_path / "jobs/job0000.json"
+    out.parent.mkdir()
+    (tmp_path / "jobs/job0000.json.cannot-retry").write_text("DataError: digits.pt is unreadable")
+    code = ("import sys; from whatmatters.cli import main\n"
+            f"try: main(['train', '--spec', '@x', '--data', 'x', '--run-dir', 'x', '--out', {str(out)!r}, '--attempt', '2'])\n"
+            "except SystemExit as e: print(e.code, 'torch' in sys.modules)")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60,
+                            env={**os.environ, "PYTHONPATH": str(ROOT / "workflow")})
+    assert result.stdout == "1 False\n"
+    assert result.stderr == ("whatmatters train: error: DataError: digits.pt is unreadable; not retried: "
+                             "a retry cannot fix this\n")

@@ -8,6 +8,7 @@ reaches the user as one line on stderr and exit status 2, never as a traceback.
 from __future__ import annotations
 
 import argparse
+import errno
 import json
 import os
 import sys
@@ -19,17 +20,17 @@ PROCESS_STARTED = time.time()  # as early as this module can see; imports follow
 def _json_arg(text: str):
     """A JSON argument given inline, or as @FILE (what the Snakemake rules pass: a large
     study's settings do not fit on a command line)."""
-    from whatmatters.errors import WhatmattersError
+    from whatmatters.errors import PermanentError
 
     if text.startswith("@"):
         try:
             text = open(text[1:]).read()
         except OSError as e:
-            raise WhatmattersError(f"cannot read {text[1:]}: {e.strerror}") from None
+            raise PermanentError(f"cannot read {text[1:]}: {e.strerror}") from None
     try:
         return json.loads(text)
     except ValueError as e:
-        raise WhatmattersError(f"settings are not valid JSON ({e}); rerun the step that wrote them") from None
+        raise PermanentError(f"settings are not valid JSON ({e}); rerun the step that wrote them") from None
 
 
 def cmd_check(args) -> None:
@@ -70,10 +71,25 @@ def cmd_prepare(args) -> None:
 
 
 def cmd_train(args) -> None:
+    from whatmatters.runstore import cannot_retry_path
+
+    marker = cannot_retry_path(args.out)
+    if args.attempt > 1 and marker.exists():   # the first attempt met an error a retry cannot fix
+        print(f"whatmatters train: error: {marker.read_text(errors='replace').strip()}; not retried: "
+              "a retry cannot fix this", file=sys.stderr)
+        sys.exit(1)
+    marker.unlink(missing_ok=True)
+    from whatmatters.errors import PermanentError
+    from whatmatters.io import write_text
     from whatmatters.jobs import JobFailed, run_job
 
     try:
-        m = run_job(_json_arg(args.spec), args.data, args.run_dir, args.out, threads=args.threads,
+        spec = _json_arg(args.spec)
+    except PermanentError as e:
+        write_text(marker, str(e))
+        raise
+    try:
+        m = run_job(spec, args.data, args.run_dir, args.out, threads=args.threads,
                     attempt=args.attempt, attempts=args.attempts, allow_missing=args.allow_missing,
                     process_started=PROCESS_STARTED)
     except JobFailed as e:   # exit 1: Snakemake retries the job, or the study stops after its last attempt
@@ -184,6 +200,13 @@ def main(argv: list[str] | None = None) -> None:
     except WhatmattersError as e:
         print(f"whatmatters {args.command}: error: {e}", file=sys.stderr)
         sys.exit(2)
+    except OSError as e:
+        if e.errno not in (errno.ENOSPC, errno.EDQUOT):
+            raise
+        # What was being written is removed (atomic writes), which frees room for this line.
+        print(f"whatmatters {args.command}: error: no space left on device writing {e.filename or 'its output'} "
+              f"({e.strerror}); free some space and rerun: finished work is kept", file=sys.stderr, flush=True)
+        sys.exit(1)
     if args.command == "train":
         # Skip interpreter teardown (~0.7 s of freeing torch): every file is written and
         # renamed into place already, so nothing is lost.

@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -318,6 +319,39 @@ def default_shift(dataset_kind: str) -> dict:
 
 
 NO_VARIANT = {"label_noise": 0.0, "subsample": None}
+
+
+# Each kind's split sizes from its settings, known without building it: kind -> settings ->
+# (training examples, test examples, classes). Checked when a study is loaded, so that a
+# split with fewer examples than classes is refused there, not by a crash in preparation.
+def _fraction_split(n: int, test_fraction: float, test_rounds_up: bool) -> tuple[int, int]:
+    test = math.ceil(test_fraction * n) if test_rounds_up else n - int(n * (1 - test_fraction))
+    return n - test, test
+
+
+SPLIT_SIZES = {
+    "mnist1d": lambda s: (*_fraction_split(s["num_samples"], s["test_fraction"], False), 10),
+    "digits": lambda s: (*_fraction_split(1797, s["test_fraction"], True), 10),   # sklearn rounds the test split up
+    "mnist": lambda s: (60000, 10000, 10), "fashion_mnist": lambda s: (60000, 10000, 10),
+    "cifar10": lambda s: (50000, 10000, 10), "cifar100": lambda s: (50000, 10000, 100),
+    "svhn": lambda s: (73257, 26032, 10),
+}
+
+
+def split_problem(kind: str, settings: dict, subsample: int | None) -> tuple[str, str] | None:
+    """(setting, why) when a dataset's training or test split would hold fewer examples than
+    it has classes, or `subsample` asks for more training examples than there are; else None."""
+    n_train, n_test, classes = SPLIT_SIZES[kind](settings)
+    key = "test_fraction" if "test_fraction" in settings else "kind"
+    for split, n in (("training", n_train), ("test", n_test)):
+        if n < classes:
+            return key, (f"{settings.get(key, kind)} leaves {n} {split} examples for {classes} classes; "
+                         "each split needs at least one example per class")
+    if subsample is not None and subsample < classes:
+        return "subsample", f"{subsample} training examples for {classes} classes; use at least {classes}"
+    if subsample is not None and subsample > n_train:
+        return "subsample", f"{subsample} is more than the {n_train} training examples available; use at most {n_train}"
+    return None
 
 
 # ---------------------------------------------------------------- prepare

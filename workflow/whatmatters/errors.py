@@ -5,11 +5,15 @@ class WhatmattersError(Exception):
     """Base class: the CLI prints the message and exits non-zero."""
 
 
-class StudyError(WhatmattersError):
+class PermanentError(WhatmattersError):
+    """What a retry cannot fix (no GPU, unreadable data, bad settings): a job fails at once."""
+
+
+class StudyError(PermanentError):
     """The study (config.yaml) is malformed; the message names the key and the valid choices."""
 
 
-class DataError(WhatmattersError):
+class DataError(PermanentError):
     """A dataset cannot be prepared or loaded; the message names the file or dataset."""
 
 

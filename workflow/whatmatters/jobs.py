@@ -26,8 +26,9 @@ from whatmatters import data as datasets
 from whatmatters import train
 from whatmatters.aggregate import listed
 from whatmatters.design import run_id
-from whatmatters.errors import WhatmattersError
-from whatmatters.io import provenance, write_json
+from whatmatters.errors import PermanentError, WhatmattersError
+from whatmatters.io import provenance, write_json, write_text
+from whatmatters.runstore import cannot_retry_path
 
 
 # Execution: where and how the job's runs train
@@ -37,7 +38,7 @@ def resolve_device(name: str) -> torch.device:
     if name == "auto":
         name = "cuda" if torch.cuda.is_available() else "cpu"
     if name == "cuda" and not torch.cuda.is_available():
-        raise WhatmattersError(
+        raise PermanentError(
             "execution.device: cuda, but this job sees no CUDA device "
             f"(CUDA_VISIBLE_DEVICES={os.environ.get('CUDA_VISIBLE_DEVICES', 'unset')}, torch {torch.__version__}, "
             f"built for CUDA {torch.version.cuda}); run it on a GPU node or set execution.device: auto")
@@ -243,7 +244,11 @@ def run_job(spec: dict, data_path: str, run_dir: str, out_path: str, *, threads:
         run_ids = job_runs(spec)
         missing = [r for r in run_ids if r not in records]
         what = (f"training failed on attempt {attempt} of {attempts} ({type(error).__name__}: {error}); "
-                f"{len(missing)} of {len(run_ids)} runs of this job have no record: {listed(missing)}")
+                + (f"{len(missing)} of {len(run_ids)} runs of this job have no record: {listed(missing)}" if missing
+                   else f"all {len(run_ids)} runs of this job have a record"))
+        if isinstance(error, PermanentError) and attempt < attempts:   # the retry stops at once (cli)
+            write_text(cannot_retry_path(out_path), f"{type(error).__name__}: {error}")
+            raise JobFailed(what + "; a retry cannot fix this, so the job is not retried") from error
         if not (allow_missing and attempt >= attempts):
             raise JobFailed(what + ("; Snakemake retries the job" if attempt < attempts else "")) from error
         manifest = {

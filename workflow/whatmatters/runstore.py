@@ -19,6 +19,13 @@ def manifest_path(run_dir: str | Path, job: str) -> Path:
     return Path(run_dir) / "jobs" / f"{job}.json"
 
 
+def cannot_retry_path(out_path: str | Path) -> Path:
+    """Where a job's attempt records an error a retry cannot fix (no GPU, unreadable data,
+    bad settings), beside its manifest: the retry Snakemake makes anyway reads it and stops
+    at once, before loading torch."""
+    return Path(f"{out_path}.cannot-retry")
+
+
 def stored_after_manifest(run_dir: str | Path, job: str, config_ids: list[str], seeds: list[int]) -> list[str]:
     """The stored runs of a finished job written after its manifest: a job writes each run
     before its manifest, so a later one was changed by something else (truncated by a full

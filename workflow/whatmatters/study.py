@@ -15,7 +15,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from whatmatters.data import DATASETS, NO_VARIANT, SHIFT_RANGES, SHIFTS, default_shift, shift_kinds, unavailable
+from whatmatters.data import (DATASETS, NO_VARIANT, SHIFT_RANGES, SHIFTS, default_shift, shift_kinds, split_problem,
+                               unavailable)
 from whatmatters.config import read_config, study_file_for
 from whatmatters.design import expand
 from whatmatters.errors import StudyError, shown, some
@@ -217,6 +218,10 @@ def _datasets(raw) -> list[dict]:
             out.append(_dataset_spec({**level, "name": full}, level["name"], name,
                                      {**given, **_overrides(vwhere, variant, level["kind"])}))
     _unique_names("datasets", out)
+    for i, d in enumerate(out):
+        problem = split_problem(d["kind"], d["settings"], d["variant"]["subsample"])
+        if problem:
+            raise StudyError(f"datasets ({d['name']}).{problem[0]}: {problem[1]}")
     return out
 
 
