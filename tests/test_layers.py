@@ -23,8 +23,10 @@ LAYERS = [   # top first: (what the layer is, its modules)
      ["estimands", "classical", "ppc", "sampling", "simulation", "design"]),
     ("building blocks: hypotheses, the run-table check, priors, datasets",
      ["hypotheses", "runtable", "priors", "data"]),
-    ("contracts and registries: the posterior file, outcomes, output files, factors, study files",
-     ["posterior", "outcomes", "outputs", "factors", "config"]),
+    ("what a dataset kind allows: shifts that fit it, split sizes", ["workloads"]),
+    ("contracts and registries: the posterior file, outcomes, output files, factors, study files, the catalog "
+     "of kinds, the run store's paths", ["posterior", "outcomes", "outputs", "factors", "config", "catalog", "runstore"]),
+    ("a kind's settings from its builder", ["registry"]),
     ("foundation", ["io", "errors", "blas"]),
 ]
 

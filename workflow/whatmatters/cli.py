@@ -49,6 +49,12 @@ def cmd_schema(args) -> None:
     sys.stdout.write(schema_yaml())
 
 
+def cmd_catalog(args) -> None:
+    from whatmatters.schema import catalog_json
+
+    sys.stdout.write(catalog_json())
+
+
 def cmd_kinds(args) -> None:
     from whatmatters.schema import kinds_markdown
 
@@ -164,6 +170,7 @@ def parser() -> argparse.ArgumentParser:
     req = {"required": True}
     add("check", cmd_check, "validate a study config and print its size", ("config", {}))
     add("schema", cmd_schema, "print the JSON schema of a study config (YAML)")
+    add("catalog", cmd_catalog, "print every kind's settings as JSON (workflow/whatmatters/catalog.json)")
     add("kinds", cmd_kinds, "print every level kind and its settings (Markdown)")
     add("design", cmd_design, "write the expanded design (one row per run)",
         ("--study", req), ("--out", req))

@@ -15,13 +15,12 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from whatmatters.data import (DATASETS, NO_VARIANT, SHIFT_RANGES, SHIFTS, default_shift, shift_kinds, split_problem,
-                               unavailable)
+from whatmatters.catalog import DATASETS, FACTORS, SHIFTS
 from whatmatters.config import read_config, study_file_for
 from whatmatters.design import expand
 from whatmatters.errors import StudyError, shown, some
-from whatmatters.factors import FACTORS
 from whatmatters.outcomes import OUTCOMES
+from whatmatters.workloads import FILE_KINDS, NO_VARIANT, SHIFT_RANGES, default_shift, shift_kinds, split_problem
 
 # Names become file names and Snakemake wildcards: keep them to a safe set.
 NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
@@ -485,7 +484,9 @@ def _exit(error: StudyError, path=None):
 def check_data(study: dict, prepared_dir: str = "results/data") -> None:
     """StudyError naming a dataset whose files cannot be found, unless it is prepared already."""
     for d in study["datasets"]:
-        if not (Path(prepared_dir) / f"{d['name']}.pt").exists():
+        if d["kind"] in FILE_KINDS and not (Path(prepared_dir) / f"{d['name']}.pt").exists():
+            from whatmatters.data import unavailable   # torchvision names the files: only for these kinds
+
             problem = unavailable(d["kind"], d["settings"])
             if problem:
                 raise StudyError(f"datasets ({d['name']}, kind {d['kind']}).root: {problem}")
