@@ -29,8 +29,13 @@ TEMPLATING_KEYS = ("__use_yte__", "__definitions__", "__variables__")
 _PLAIN_TAGS = {f"tag:yaml.org,2002:{t}" for t in ("str", "int", "float", "bool", "null", "map", "seq")}
 
 
-class _UniqueKeyLoader(yaml.SafeLoader):
-    """yaml.SafeLoader that refuses a key given twice in one mapping (plain YAML keeps the last)."""
+# libyaml's parser where PyYAML has it (10-20x faster on a long file); PyYAML's own names a
+# syntax error better, so a file that has one is read again with it for the message.
+_FastLoader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
+
+class _UniqueKeys:
+    """A safe loader that refuses a key given twice in one mapping (plain YAML keeps the last)."""
 
     def construct_mapping(self, node, deep=False):
         seen = set()
@@ -42,6 +47,14 @@ class _UniqueKeyLoader(yaml.SafeLoader):
                                  f"key {key!r} is given twice in one mapping")
             seen.add(key)
         return super().construct_mapping(node, deep=deep)
+
+
+class _FastUniqueKeyLoader(_UniqueKeys, _FastLoader):
+    pass
+
+
+class _UniqueKeyLoader(_UniqueKeys, yaml.SafeLoader):
+    pass
 
 
 def _text(path: str | Path) -> str:
@@ -63,12 +76,10 @@ def _text(path: str | Path) -> str:
 
 
 def _where(path: list) -> str:
-    if len(path) > 8:   # a hostile file's path is long: its start names the key
-        path = [*path[:6], "..."]
     out = ""
-    for p in path:
+    for p in path[:6] if len(path) > 8 else path:   # a hostile file's path is long: its start names the key
         out += f"[{p}]" if isinstance(p, int) else (f".{p}" if out else str(p))
-    return out or "(top level)"
+    return (out + ("..." if len(path) > 8 else "")) or "(top level)"
 
 
 def _check_events(text: str, name: str) -> None:
@@ -95,7 +106,7 @@ def _check_events(text: str, name: str) -> None:
                 frame[2] = True   # next: a key
 
     try:
-        for event in yaml.parse(text, Loader=yaml.SafeLoader):
+        for event in yaml.parse(text, Loader=_FastLoader):
             if isinstance(event, (yaml.ScalarEvent, yaml.MappingStartEvent, yaml.SequenceStartEvent)):
                 is_key = bool(stack) and stack[-1][0] == "map" and stack[-1][2]
                 if isinstance(event, yaml.ScalarEvent) and is_key:
@@ -143,26 +154,38 @@ def read_config(path: str | Path) -> dict:
     text = _text(path)
     _check_events(text, str(path))
     try:
-        loader = _UniqueKeyLoader(text)
-        loader.name = str(path)
-        try:
-            config = loader.get_single_data()
-        finally:
-            loader.dispose()
-    except yaml.MarkedYAMLError as e:  # one line: where, and what the parser expected
-        mark = e.problem_mark or e.context_mark
-        where = f" (line {mark.line + 1}, column {mark.column + 1})" if mark else ""
-        what = "; ".join(filter(None, [e.context, e.problem]))
-        raise StudyError(f"{path} is not valid YAML{where}: {what}") from None
-    except yaml.YAMLError as e:
-        raise StudyError(f"{path} is not valid YAML: {' '.join(str(e).split())}") from None
-    except RecursionError:
-        raise StudyError(f"{path}: nested too deeply to read") from None
+        config = _load(text, str(path), _FastUniqueKeyLoader)
+    except yaml.YAMLError:
+        config = _load(text, str(path), _UniqueKeyLoader)   # raises, naming the error better
     if not isinstance(config, dict):
         got = "an empty file" if config is None else f"a {type(config).__name__}"
         raise StudyError(f"{path}: expected a mapping of study sections (datasets, factors, design, seeds, "
                          f"outcomes, ...), got {got}")
     return config
+
+
+def _load(text: str, name: str, loader_class):
+    """The YAML document in `text`; StudyError (one line: where, and what the parser expected)."""
+    try:
+        loader = loader_class(text)
+        loader.name = name
+        try:
+            return loader.get_single_data()
+        finally:
+            loader.dispose()
+    except yaml.MarkedYAMLError as e:
+        if loader_class is not _UniqueKeyLoader:
+            raise
+        mark = e.problem_mark or e.context_mark
+        where = f" (line {mark.line + 1}, column {mark.column + 1})" if mark else ""
+        what = "; ".join(filter(None, [e.context, e.problem]))
+        raise StudyError(f"{name} is not valid YAML{where}: {what}") from None
+    except yaml.YAMLError as e:
+        if loader_class is not _UniqueKeyLoader:
+            raise
+        raise StudyError(f"{name} is not valid YAML: {' '.join(str(e).split())}") from None
+    except RecursionError:
+        raise StudyError(f"{name}: nested too deeply to read") from None
 
 
 def study_file_for(configfiles) -> str:
