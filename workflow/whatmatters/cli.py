@@ -43,6 +43,17 @@ def cmd_check(args) -> None:
           f"x {len(study['seeds'])} seeds = {len(expanded['runs'])} runs in {len(expanded['jobs'])} jobs")
 
 
+def cmd_status(args) -> None:
+    from whatmatters.design import expand
+    from whatmatters.status import status_text, study_status
+    from whatmatters.config import read_config
+    from whatmatters.study import load_study
+
+    study = load_study(read_config(args.config))
+    sys.stdout.write(f"study {args.config}, runs under {args.runs_dir}/\n")
+    sys.stdout.write(status_text(study_status(study, expand(study), args.runs_dir)))
+
+
 def cmd_schema(args) -> None:
     from whatmatters.schema import schema_yaml
 
@@ -169,6 +180,8 @@ def parser() -> argparse.ArgumentParser:
 
     req = {"required": True}
     add("check", cmd_check, "validate a study config and print its size", ("config", {}))
+    add("status", cmd_status, "runs done / total per dataset, failures and the time left (while a study runs, or after)",
+        ("config", {"nargs": "?", "default": "config.yaml"}), ("--runs-dir", {"default": "results/runs"}))
     add("schema", cmd_schema, "print the JSON schema of a study config (YAML)")
     add("catalog", cmd_catalog, "print every kind's settings as JSON (workflow/whatmatters/catalog.json)")
     add("kinds", cmd_kinds, "print every level kind and its settings (Markdown)")

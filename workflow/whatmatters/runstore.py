@@ -1,12 +1,34 @@
-"""Where a job's stored runs live, and which of them changed after the job finished.
+"""The run store: where a job's stored runs live, the key a stored run is reused under, and
+which runs changed after their job finished.
 
-Standard library only: the Snakefile asks this at every start, for every job.
+Standard library only: the Snakefile asks this at every start and `whatmatters status`
+while a study runs, neither of which should pay for torch.
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
 import os
 from pathlib import Path
+
+
+def code_fingerprint() -> str:
+    """Hash of the source that determines a run's result (training, data, factors)."""
+    here = Path(__file__).parent
+    files = [here / "train.py", here / "data.py", *sorted((here / "factors").glob("*.py"))]
+    h = hashlib.sha256()
+    for f in files:
+        h.update(f.name.encode() + f.read_bytes())
+    return h.hexdigest()[:16]
+
+
+def run_key(dataset: dict, levels: dict, seed: int, fingerprint: str, precision: str = "fp32") -> str:
+    """What determines a run's result; a stored run is reused only if its key matches.
+    (How many seeds trained beside it does not: stacking changes results only by
+    floating-point rounding, see `train.train_runs`.)"""
+    payload = {"dataset": dataset, "levels": levels, "seed": seed, "code": fingerprint, "precision": precision}
+    return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:20]
 
 
 def run_path(run_dir: str | Path, config_id: str, seed: int) -> Path:
