@@ -20,8 +20,11 @@ from whatmatters.errors import StudyError
 
 def config_id(levels: dict[str, dict]) -> str:
     """Stable id of a config: a hash of every factor's resolved level (name, kind, settings)."""
-    canonical = json.dumps(levels, sort_keys=True, separators=(",", ":"))
-    return "c" + hashlib.sha256(canonical.encode()).hexdigest()[:10]
+    return "c" + hashlib.sha256(_canonical(levels).encode()).hexdigest()[:10]
+
+
+def _canonical(obj) -> str:
+    return json.dumps(obj, sort_keys=True, separators=(",", ":"))
 
 
 def run_id(dataset: str, config: str, seed: int) -> str:
@@ -122,10 +125,15 @@ def expand(study: dict) -> dict:
         chosen = _one_at_a_time(factors)
     else:
         chosen = _random(factors, design["n_configs"], design["seed"])
+    # config_id's canonical JSON, put together from each level's (serialised once, not per config)
+    pieces = {f: {name: f"{json.dumps(f)}:{_canonical(lv)}" for name, lv in spec["levels"].items()}
+              for f, spec in factors.items()}
+    order = sorted(factors)
     configs = []
     for names in chosen:
-        levels = {f: factors[f]["levels"][lv] for f, lv in names.items()}
-        configs.append({"config_id": config_id(levels), "levels": levels})
+        canonical = "{" + ",".join(pieces[f][names[f]] for f in order) + "}"
+        configs.append({"config_id": "c" + hashlib.sha256(canonical.encode()).hexdigest()[:10],
+                        "levels": {f: factors[f]["levels"][lv] for f, lv in names.items()}})
 
     per_job = max(1, study["execution"]["runs_per_job"] // len(study["seeds"]))
     runs, jobs = [], {}
