@@ -411,9 +411,10 @@ def test_no_unsafe_loading_or_execution_in_the_package():
 
 def test_config_values_reach_the_shell_only_json_encoded_and_quoted():
     rules = "\n".join(p.read_text() for p in (ROOT / "workflow/rules").glob("*.smk"))
-    for param in ("spec", "study"):
-        uses = re.findall(rf"\{{params\.{param}(:q)?\}}", rules)
-        assert uses and all(q == ":q" for q in uses), param
+    uses = re.findall(r"\{params\.(spec|study)(:q)?\}", rules)
+    assert uses and all(q == ":q" for _, q in uses)
+    # the settings that grow with the study reach their step in a file (a command line is finite)
+    assert "--spec @{input.spec}" in rules and "--study @{input}" in rules
     assert re.findall(r"(spec|study)=(\w+)", rules) and all(
         fn in ("dataset_spec", "train_spec", "fit_spec", "json") for _, fn in re.findall(r"(spec|study)=(\w+)", rules))
 
