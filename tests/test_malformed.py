@@ -419,3 +419,18 @@ def test_a_hostile_file_is_refused_in_one_line_fast_in_bounded_memory(content, m
     assert re.fullmatch(rf"whatmatters check: error: [^\n]*{message}[^\n]*\n", result.stderr), result.stderr
     assert len(result.stderr) < 600
     assert float(seconds) <= 2.0 and int(kilobytes) <= 500_000, (seconds, kilobytes)
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.binary(max_size=200) | st.text(alphabet="[]{}:&*!-? ,\n'\"#%@`|>a1", max_size=120))
+def test_fuzzed_bytes_and_yaml_punctuation_are_read_or_refused_in_one_line(tmp_path_factory, content):
+    """Bytes of any encoding, and YAML made of its punctuation (anchors, aliases, tags, flow
+    and block collections): a mapping, or one StudyError line; never another exception."""
+    path = tmp_path_factory.mktemp("yaml") / "study.yaml"
+    (path.write_bytes if isinstance(content, bytes) else path.write_text)(content)
+    try:
+        config = read_config(path)
+    except StudyError as e:
+        assert "\n" not in str(e) and len(str(e)) < 1000
+        return
+    assert isinstance(config, dict)

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import yaml
 
-from whatmatters.errors import StudyError
+from whatmatters.errors import StudyError, shown
 
 DEFAULT_STUDY = "config.yaml"
 MAX_BYTES = 1_000_000    # a study is a page of YAML; a generated one with 1,000 levels is ~100 KB
@@ -117,7 +117,7 @@ def _check_events(text: str, name: str) -> None:
                                event)
                 nodes += 1
                 if event.tag is not None and event.tag != "!" and event.tag not in _PLAIN_TAGS:
-                    refuse(f"YAML tag {event.tag.replace('tag:yaml.org,2002:', '!!')!r} is not allowed; "
+                    refuse(f"YAML tag {shown(event.tag.replace('tag:yaml.org,2002:', '!!'))} is not allowed; "
                            "a study is plain data (strings, numbers, true/false, lists, mappings)", event)
                 if isinstance(event, yaml.ScalarEvent):
                     if event.anchor:
