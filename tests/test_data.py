@@ -12,6 +12,7 @@ import yaml
 import vision_files
 from conftest import ROOT
 from whatmatters import data as D
+from whatmatters import workloads as W
 from whatmatters.config import read_config
 from whatmatters.errors import DataError, StudyError
 from whatmatters.schema import schema_yaml
@@ -23,8 +24,8 @@ def spec(kind, name=None, shift=None, **variant):
     settings ride in `variant` only if the kind has them."""
     settings = {k: variant.pop(k) for k in list(variant) if k in D.DATASETS.settings(kind)}
     return {"name": name or kind, "kind": kind, "settings": D.DATASETS.resolve(kind, kind, settings),
-            "budget": {"epochs": 1}, "shift": shift or D.default_shift(kind),
-            "variant": {"base": kind, "name": None, **D.NO_VARIANT, **variant}}
+            "budget": {"epochs": 1}, "shift": shift or W.default_shift(kind),
+            "variant": {"base": kind, "name": None, **W.NO_VARIANT, **variant}}
 
 
 NONE = {"kind": "none", "settings": {}}
@@ -158,14 +159,14 @@ def test_subsample_keeps_a_seeded_nested_subset(digits):
 
 def test_every_dataset_kind_has_registered_shifts_with_a_default():
     for kind in D.DATASETS.kinds():
-        assert set(D.shift_kinds(kind)) <= set(D.SHIFTS.kinds()), kind
-        assert D.default_shift(kind)["kind"] == D.shift_kinds(kind)[0]
-    assert set(D.SHIFTS.kinds()) == {k for kind in D.DATASETS.kinds() for k in D.shift_kinds(kind)}
-    for kind, ranges in D.SHIFT_RANGES.items():
+        assert set(W.shift_kinds(kind)) <= set(D.SHIFTS.kinds()), kind
+        assert W.default_shift(kind)["kind"] == W.shift_kinds(kind)[0]
+    assert set(D.SHIFTS.kinds()) == {k for kind in D.DATASETS.kinds() for k in W.shift_kinds(kind)}
+    for kind, ranges in W.SHIFT_RANGES.items():
         assert set(ranges) <= set(D.SHIFTS.settings(kind)), kind
 
 
-@pytest.mark.parametrize("kind", [k for k in D.IMAGE_SHIFTS if k != "none"])
+@pytest.mark.parametrize("kind", [k for k in W.IMAGE_SHIFTS if k != "none"])
 def test_each_image_shift_changes_inputs_not_labels(kind):
     g = torch.Generator().manual_seed(0)
     x, y = torch.rand(16, 3, 12, 12, generator=g), torch.arange(16) % 10
@@ -188,7 +189,7 @@ def test_noise_shift_is_in_standardised_units():
 def test_shift_none_is_the_test_set_and_the_default_rotates_it(digits):
     assert torch.equal(digits["x_shift"], digits["x_test"]) and torch.equal(digits["y_shift"], digits["y_test"])
     rotated = D.build(spec("digits"))  # default shift: rotation by 30 degrees
-    assert D.default_shift("digits") == {"kind": "rotation", "settings": {"degrees": 30.0}}
+    assert W.default_shift("digits") == {"kind": "rotation", "settings": {"degrees": 30.0}}
     assert not torch.allclose(rotated["x_shift"], rotated["x_test"])
     assert torch.equal(rotated["y_shift"], rotated["y_test"]) and torch.equal(rotated["x_test"], digits["x_test"])
 
@@ -263,7 +264,7 @@ def test_variants_expand_into_their_own_datasets(default_config):
     assert datasets["digits_small"]["variant"]["subsample"] == 500 and datasets["digits_small"]["budget"] == {
         "epochs": 6}
     assert datasets["digits_blurred"]["shift"] == {"kind": "blur", "settings": {"kernel_size": 5, "sigma": 1.0}}
-    assert datasets["m"]["shift"] == D.default_shift("mnist1d") and datasets["m"]["shift"]["kind"] == "mnist1d"
+    assert datasets["m"]["shift"] == W.default_shift("mnist1d") and datasets["m"]["shift"]["kind"] == "mnist1d"
 
 
 def test_changing_a_variant_changes_only_its_own_spec(default_config):

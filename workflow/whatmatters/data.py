@@ -41,7 +41,7 @@ import torch
 
 from whatmatters.errors import DataError
 from whatmatters.registry import Registry
-from whatmatters.workloads import NO_VARIANT, default_shift  # noqa: F401  (also read from here)
+from whatmatters.workloads import NO_VARIANT, default_shift
 from whatmatters.io import atomic_path
 
 DATASETS = Registry("dataset")
