@@ -54,7 +54,8 @@ def train_spec(wildcards):
 def changed_runs(wildcards):
     """A job's stored runs changed since its manifest was written (truncated, edited, or
     otherwise rewritten): inputs newer than the output, so Snakemake reruns the job, which
-    names each unreadable run in its log and retrains it (whatmatters.jobs.run_store)."""
+    names each unreadable run in its log and retrains it (whatmatters.jobs.run_store).
+    """
     return stored_after_manifest(
         f"results/runs/{wildcards.dataset}",
         wildcards.job,
