@@ -498,3 +498,19 @@ def test_the_retry_of_a_permanent_error_does_not_load_torch(tmp_path):
     assert result.stdout == "1 False\n"
     assert result.stderr == ("whatmatters train: error: DataError: digits.pt is unreadable; not retried: "
                              "a retry cannot fix this\n")
+
+
+@pytest.mark.slow
+def test_a_job_retrained_for_a_changed_run_is_not_rerun_again(tmp_path):
+    """After the rerun that retrains a truncated stored run, nothing is left to do."""
+    study, workdir = tiny_digits(tmp_path), tmp_path / "work"
+    target = "results/runs/digits/jobs/job0000.json"
+    snakemake(workdir, target, config=study)
+    victim = next((workdir / "results/runs/digits").glob("c*/1.json"))
+    victim.write_text("{")
+    dry = snakemake(workdir, target, "-n", config=study)
+    assert "a run of snakemake retrains them" in dry.stderr and (workdir / target).exists()
+    result = snakemake(workdir, target, config=study)
+    assert re.search(r"whatmatters: stored runs changed after results/runs/digits/jobs/job0000.json was "
+                     r"written \(results/runs/digits/c\w+/1.json\): rerunning that job", result.stderr), result.stderr
+    assert "Nothing to be done" in (again := snakemake(workdir, target, config=study)).stdout + again.stderr

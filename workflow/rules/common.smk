@@ -15,7 +15,7 @@ os.environ["PYTHONPATH"] = os.pathsep.join(
 
 from whatmatters.study import study_file_or_exit
 from whatmatters.design import job_spec
-from whatmatters.runstore import stored_after_manifest
+from whatmatters.runstore import forget_jobs_with_changed_runs
 from whatmatters.analysis_spec import analysis_spec
 from whatmatters.outputs import FIGURES, SUMMARIES
 from whatmatters.io import write_text
@@ -30,6 +30,14 @@ config.clear()
 config.update(RAW_STUDY)
 DATASETS = [d["name"] for d in STUDY["datasets"]]
 OUTCOMES = STUDY["outcomes"]
+
+# A stored run changed after its job finished (truncated by a full disk, edited, copied over):
+# that job's manifest is removed, so it reruns, names the file in its log and retrains it.
+if workflow.is_main_process:
+    for line in forget_jobs_with_changed_runs(
+        "results/runs", DESIGN["jobs"], STUDY["seeds"], sys.argv
+    ):
+        print(f"whatmatters: {line}", file=sys.stderr)
 
 
 wildcard_constraints:
@@ -48,19 +56,6 @@ def dataset_spec(wildcards):
 def train_spec(wildcards):
     return json.dumps(
         job_spec(STUDY, DESIGN, wildcards.dataset, wildcards.job), sort_keys=True
-    )
-
-
-def changed_runs(wildcards):
-    """A job's stored runs changed since its manifest was written (truncated, edited, or
-    otherwise rewritten): inputs newer than the output, so Snakemake reruns the job, which
-    names each unreadable run in its log and retrains it (whatmatters.jobs.run_store).
-    """
-    return stored_after_manifest(
-        f"results/runs/{wildcards.dataset}",
-        wildcards.job,
-        DESIGN["jobs"][(wildcards.dataset, wildcards.job)],
-        STUDY["seeds"],
     )
 
 

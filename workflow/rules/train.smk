@@ -24,7 +24,6 @@ rule train:
     input:
         data="results/data/{dataset}.pt",
         spec="results/specs/{dataset}/{job}.json",
-        changed=changed_runs,
     output:
         "results/runs/{dataset}/jobs/{job}.json",
     log:

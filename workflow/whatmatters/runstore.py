@@ -66,3 +66,40 @@ def stored_after_manifest(run_dir: str | Path, job: str, config_ids: list[str], 
             except OSError:
                 pass   # absent: nothing to name; the manifest keeps the record
     return changed
+
+
+def changed_jobs(runs_root: str | Path, jobs: dict, seeds: list[int]) -> dict[str, list[str]]:
+    """{manifest path: [its stored runs changed after it]} over a design's jobs
+    ({(dataset, job): [config_id, ...]}, design.expand), for the jobs that have any."""
+    changed = {}
+    for (dataset, job), config_ids in jobs.items():
+        runs = stored_after_manifest(Path(runs_root) / dataset, job, config_ids, seeds)
+        if runs:
+            changed[str(manifest_path(Path(runs_root) / dataset, job))] = runs
+    return changed
+
+
+# Snakemake options under which nothing is trained: a changed run is then only named.
+_INSPECTING = ("--dry-run", "--dryrun", "--summary", "--detailed-summary", "--report", "--unlock", "--lint",
+               "--list-rules", "--list", "--dag", "--rulegraph", "--filegraph", "--touch", "--list-changes",
+               "--cleanup-metadata", "--list-input-changes", "--list-params-changes", "--list-code-changes")
+
+
+def forget_jobs_with_changed_runs(runs_root: str | Path, jobs: dict, seeds: list[int], argv: list[str]) -> list[str]:
+    """Remove the manifest of every job with a stored run changed after it (changed_jobs),
+    so that Snakemake reruns the job, which names each unreadable run and retrains it; the
+    manifest only repeats the stored runs, which stay. Under an option that trains nothing
+    (a dry run, --report, ...) nothing is removed. Returns one line per such job."""
+    changed = changed_jobs(runs_root, jobs, seeds)
+    inspecting = any(a in _INSPECTING or a.startswith(("--list", "--report")) or
+                     (len(a) <= 5 and a[:1] == "-" and a[1:].isalpha() and "n" in a[1:]) for a in argv[1:])
+    lines = []
+    for manifest, runs in changed.items():
+        named = ", ".join(runs[:3]) + (f" and {len(runs) - 3} more" if len(runs) > 3 else "")
+        if inspecting:
+            lines.append(f"stored runs changed after {manifest} was written ({named}): a run of snakemake "
+                         "retrains them")
+        else:
+            Path(manifest).unlink(missing_ok=True)
+            lines.append(f"stored runs changed after {manifest} was written ({named}): rerunning that job")
+    return lines
