@@ -2,6 +2,7 @@
 
 import copy
 import os
+from pathlib import Path
 
 import jsonschema
 import numpy as np
@@ -333,3 +334,19 @@ def test_schema_knows_the_dataset_options(default_config):
     for bad in ({"label_noise": 1.5}, {"variants": [{"name": "a", "seed": 1}]}, {"shift": {"kind": "warp"}}):
         with pytest.raises(jsonschema.ValidationError):
             jsonschema.validate(with_datasets(default_config, {**DIGITS, **bad}), schema)
+
+
+def test_a_failed_write_of_prepared_data_is_one_line(tmp_path, monkeypatch):
+    """torch's writer reports a full disk as a RuntimeError: it becomes one DataError line,
+    and the partial file is gone (which frees the room for the message in the log)."""
+    def full(obj, f):
+        Path(f).write_bytes(b"partial")
+        raise RuntimeError("[enforce fail at inline_container.cc:778] . PytorchStreamWriter failed writing file "
+                           "data/0: file write failed")
+
+    monkeypatch.setattr(D.torch, "save", full)
+    spec = {"name": "digits", "kind": "digits", "settings": D.DATASETS.resolve("digits", "digits", {})}
+    with pytest.raises(DataError, match=r"^cannot write .*digits.pt \(.*file write failed\): is the disk full\? "
+                                        r"free some space and rerun$"):
+        D.prepare(spec, tmp_path / "digits.pt", {})
+    assert list(tmp_path.iterdir()) == []

@@ -371,8 +371,12 @@ def prepare(spec: dict, path: str | Path, provenance: dict) -> None:
                                "input_shape": list(data.pop("input_shape")),
                                "num_classes": data.pop("num_classes"),
                                "standardisation": data.pop("standardisation")})
-    with atomic_path(path) as tmp:
-        torch.save(data, tmp)
+    try:
+        with atomic_path(path) as tmp:
+            torch.save(data, tmp)
+    except RuntimeError as e:   # torch's writer reports a full disk as "file write failed"
+        reason = (str(e).strip().splitlines() or [repr(e)])[0]
+        raise DataError(f"cannot write {path} ({reason}): is the disk full? free some space and rerun") from None
 
 
 def load(path: str | Path) -> dict:
