@@ -5,11 +5,9 @@ from snakemake.utils import min_version, validate
 min_version("9.0")
 
 
-configfile: "config.yaml"
-
-
-# Checks the study with the package first (one message naming the key and the valid
-# choices, exit before any work), then loads the design and the file-naming helpers.
+# No `configfile:` directive: Snakemake would deep-merge a --configfile into it. The study is
+# the --configfile alone, else config.yaml, read by the package (common.smk): one message
+# naming the key and the valid choices, exit before any work; then the design and file names.
 include: "workflow/rules/common.smk"
 
 

@@ -2,6 +2,7 @@
 
 import copy
 import os
+from pathlib import Path
 
 import jsonschema
 import numpy as np
@@ -12,6 +13,7 @@ import yaml
 import vision_files
 from conftest import ROOT
 from whatmatters import data as D
+from whatmatters import workloads as W
 from whatmatters.config import read_config
 from whatmatters.errors import DataError, StudyError
 from whatmatters.schema import schema_yaml
@@ -23,8 +25,8 @@ def spec(kind, name=None, shift=None, **variant):
     settings ride in `variant` only if the kind has them."""
     settings = {k: variant.pop(k) for k in list(variant) if k in D.DATASETS.settings(kind)}
     return {"name": name or kind, "kind": kind, "settings": D.DATASETS.resolve(kind, kind, settings),
-            "budget": {"epochs": 1}, "shift": shift or D.default_shift(kind),
-            "variant": {"base": kind, "name": None, **D.NO_VARIANT, **variant}}
+            "budget": {"epochs": 1}, "shift": shift or W.default_shift(kind),
+            "variant": {"base": kind, "name": None, **W.NO_VARIANT, **variant}}
 
 
 NONE = {"kind": "none", "settings": {}}
@@ -158,14 +160,14 @@ def test_subsample_keeps_a_seeded_nested_subset(digits):
 
 def test_every_dataset_kind_has_registered_shifts_with_a_default():
     for kind in D.DATASETS.kinds():
-        assert set(D.shift_kinds(kind)) <= set(D.SHIFTS.kinds()), kind
-        assert D.default_shift(kind)["kind"] == D.shift_kinds(kind)[0]
-    assert set(D.SHIFTS.kinds()) == {k for kind in D.DATASETS.kinds() for k in D.shift_kinds(kind)}
-    for kind, ranges in D.SHIFT_RANGES.items():
+        assert set(W.shift_kinds(kind)) <= set(D.SHIFTS.kinds()), kind
+        assert W.default_shift(kind)["kind"] == W.shift_kinds(kind)[0]
+    assert set(D.SHIFTS.kinds()) == {k for kind in D.DATASETS.kinds() for k in W.shift_kinds(kind)}
+    for kind, ranges in W.SHIFT_RANGES.items():
         assert set(ranges) <= set(D.SHIFTS.settings(kind)), kind
 
 
-@pytest.mark.parametrize("kind", [k for k in D.IMAGE_SHIFTS if k != "none"])
+@pytest.mark.parametrize("kind", [k for k in W.IMAGE_SHIFTS if k != "none"])
 def test_each_image_shift_changes_inputs_not_labels(kind):
     g = torch.Generator().manual_seed(0)
     x, y = torch.rand(16, 3, 12, 12, generator=g), torch.arange(16) % 10
@@ -188,7 +190,7 @@ def test_noise_shift_is_in_standardised_units():
 def test_shift_none_is_the_test_set_and_the_default_rotates_it(digits):
     assert torch.equal(digits["x_shift"], digits["x_test"]) and torch.equal(digits["y_shift"], digits["y_test"])
     rotated = D.build(spec("digits"))  # default shift: rotation by 30 degrees
-    assert D.default_shift("digits") == {"kind": "rotation", "settings": {"degrees": 30.0}}
+    assert W.default_shift("digits") == {"kind": "rotation", "settings": {"degrees": 30.0}}
     assert not torch.allclose(rotated["x_shift"], rotated["x_test"])
     assert torch.equal(rotated["y_shift"], rotated["y_test"]) and torch.equal(rotated["x_test"], digits["x_test"])
 
@@ -263,7 +265,7 @@ def test_variants_expand_into_their_own_datasets(default_config):
     assert datasets["digits_small"]["variant"]["subsample"] == 500 and datasets["digits_small"]["budget"] == {
         "epochs": 6}
     assert datasets["digits_blurred"]["shift"] == {"kind": "blur", "settings": {"kernel_size": 5, "sigma": 1.0}}
-    assert datasets["m"]["shift"] == D.default_shift("mnist1d") and datasets["m"]["shift"]["kind"] == "mnist1d"
+    assert datasets["m"]["shift"] == W.default_shift("mnist1d") and datasets["m"]["shift"]["kind"] == "mnist1d"
 
 
 def test_changing_a_variant_changes_only_its_own_spec(default_config):
@@ -332,3 +334,19 @@ def test_schema_knows_the_dataset_options(default_config):
     for bad in ({"label_noise": 1.5}, {"variants": [{"name": "a", "seed": 1}]}, {"shift": {"kind": "warp"}}):
         with pytest.raises(jsonschema.ValidationError):
             jsonschema.validate(with_datasets(default_config, {**DIGITS, **bad}), schema)
+
+
+def test_a_failed_write_of_prepared_data_is_one_line(tmp_path, monkeypatch):
+    """torch's writer reports a full disk as a RuntimeError: it becomes one DataError line,
+    and the partial file is gone (which frees the room for the message in the log)."""
+    def full(obj, f):
+        Path(f).write_bytes(b"partial")
+        raise RuntimeError("[enforce fail at inline_container.cc:778] . PytorchStreamWriter failed writing file "
+                           "data/0: file write failed")
+
+    monkeypatch.setattr(D.torch, "save", full)
+    spec = {"name": "digits", "kind": "digits", "settings": D.DATASETS.resolve("digits", "digits", {})}
+    with pytest.raises(DataError, match=r"^cannot write .*digits.pt \(.*file write failed\): is the disk full\? "
+                                        r"free some space and rerun$"):
+        D.prepare(spec, tmp_path / "digits.pt", {})
+    assert list(tmp_path.iterdir()) == []

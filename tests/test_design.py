@@ -92,3 +92,62 @@ def test_jobs_hold_all_seeds_of_a_few_configs_on_one_dataset(config):
         seen.update((dataset, c["config_id"]) for c in spec["configs"])
     assert set(seen.values()) == {1}  # every (dataset, config) in exactly one job
     assert len(seen) == len(d["configs"]) * len(study["datasets"])
+
+
+def grid(*sizes):
+    """Factors of the given numbers of levels, as study["factors"] holds them (names only matter)."""
+    return {f"f{i}": {"levels": {f"l{j}": None for j in range(k)}} for i, k in enumerate(sizes)}
+
+
+def assert_balanced_and_distinct(rows, factors, n):
+    from collections import Counter
+
+    assert len(rows) == n and len({tuple(r.values()) for r in rows}) == n
+    for f, spec in factors.items():
+        counts = Counter(r[f] for r in rows)
+        per_level = [counts.get(lv, 0) for lv in spec["levels"]]
+        assert max(per_level) - min(per_level) <= 1, (f, per_level)
+
+
+@pytest.mark.parametrize("sizes", [(2, 3), (4, 4, 4, 4), (3, 3, 2), (2, 2, 2, 2, 2), (5, 1, 3), (2, 4), (7,)])
+def test_every_balanced_random_design_that_exists_is_found(sizes):
+    """Every n from 1 to the grid: a balanced set of n distinct configs exists (the complement
+    of one is one), and it is found; n equal to the grid is the full factorial."""
+    from whatmatters.design import _full, _random
+
+    factors = grid(*sizes)
+    total = math.prod(sizes)
+    for n in range(1, total + 1):
+        for seed in range(2):
+            assert_balanced_and_distinct(_random(factors, n, seed), factors, n)
+    assert _random(factors, total, 0) == _full(factors)
+
+
+@pytest.mark.parametrize("sizes, n", [((10,) * 6, 100_000), ((1000, 1000), 16_384), ((1000,) * 7, 100_000),
+                                      ((10,) * 5, 99_999), ((4, 4, 4, 4), 180)])
+def test_random_designs_plan_in_two_seconds(sizes, n):
+    """Up to MAX_CONFIGS (100,000) configs on grids of 10^6 and beyond (10^21), near the full
+    grid too: planned in <= 2 s."""
+    import time
+
+    from whatmatters.design import _random
+
+    start = time.perf_counter()
+    rows = _random(grid(*sizes), n, 1)
+    assert time.perf_counter() - start <= 2.0
+    assert_balanced_and_distinct(rows, grid(*sizes), n)
+
+
+def test_a_random_design_larger_than_the_grid_is_one_clear_error(config):
+    from whatmatters.errors import StudyError
+
+    with pytest.raises(StudyError, match=r"^design.n_configs: 1000000 exceeds the \d+ distinct configs the factors "
+                                         r"allow; choose at most \d+ \(which is kind: full\)$"):
+        study_with(config, kind="random", n_configs=10**6)
+
+
+def test_config_ids_are_the_hash_of_their_levels(config):
+    from whatmatters.design import config_id
+
+    d = expand(study_with(config, kind="random", n_configs=20, seed=1))
+    assert all(c["config_id"] == config_id(c["levels"]) for c in d["configs"])

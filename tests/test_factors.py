@@ -8,7 +8,7 @@ import torch.nn.functional as F
 
 from whatmatters.factors import FACTORS
 from whatmatters.factors.optimizer import Lion
-from whatmatters.factors.registry import Registry
+from whatmatters.registry import Registry
 from whatmatters.errors import StudyError
 
 SHAPES = {"signal": (1, 40), "image": (1, 8, 8), "rgb": (3, 32, 32)}

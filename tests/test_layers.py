@@ -22,9 +22,11 @@ LAYERS = [   # top first: (what the layer is, its modules)
     ("readers of a posterior, sampling, simulation, designs",
      ["estimands", "classical", "ppc", "sampling", "simulation", "design"]),
     ("building blocks: hypotheses, the run-table check, priors, the config population, datasets",
-     ["hypotheses", "runtable", "priors", "population", "data"]),
-    ("contracts and registries: the posterior file, outcomes, output files, factors, study files",
-     ["posterior", "outcomes", "outputs", "factors", "config"]),
+     ["hypotheses", "runtable", "priors", "population", "data", "status"]),
+    ("what a dataset kind allows: shifts that fit it, split sizes", ["workloads"]),
+    ("contracts and registries: the posterior file, outcomes, output files, factors, study files, the catalog "
+     "of kinds, the run store's paths", ["posterior", "outcomes", "outputs", "factors", "config", "catalog", "runstore"]),
+    ("a kind's settings from its builder", ["registry"]),
     ("foundation", ["io", "errors", "blas"]),
 ]
 

@@ -162,3 +162,28 @@ def test_bad_study_stops_before_any_work(tmp_path):
     assert "unknown optimizer kind 'adamm'; valid kinds: sgd, nesterov, adam" in result.stderr + result.stdout
     assert "Traceback" not in result.stderr + result.stdout
     assert not (workdir / "results").exists()
+
+
+@pytest.mark.slow
+def test_a_job_of_hundreds_of_configs_trains(tmp_path):
+    """320 configs in one job: its settings (~200 KB, more than one command-line argument
+    may hold) reach it in a file, and every run trains."""
+    study = yaml.safe_load(TINY.read_text())
+    study["datasets"] = [{"name": "digits", "kind": "digits", "subsample": 40, "budget": {"epochs": 1}}]
+    factors = study["factors"]
+    factors["init"]["levels"] = [{"name": f"n{i}", "kind": "normal", "std": 0.01 * (i + 1)} for i in range(5)]
+    factors["init"].pop("baseline")
+    factors["optimizer"]["levels"] = [{"name": f"sgd{i}", "kind": "sgd", "lr": 0.01 * (i + 1)} for i in range(4)]
+    factors["optimizer"].pop("baseline")
+    factors["architecture"]["levels"] = [{"name": "mlp", "kind": "mlp", "width": 4, "depth": 1}]
+    factors["augmentation"]["levels"] = [{"name": f"shift{i}", "kind": "shift", "max_shift": i} for i in range(8)]
+    factors["schedule"]["levels"] = [{"name": "constant", "kind": "constant", "batch_size": 64}]
+    study.update(seeds=1, hypotheses=[], execution={"runs_per_job": 400, "device": "cpu", "threads": 1})
+    path = tmp_path / "big.yaml"
+    path.write_text(yaml.safe_dump(study))
+    workdir = tmp_path / "work"
+    snakemake(workdir, "results/runs/digits/jobs/job0000.json", config=path)
+    spec = workdir / "results/specs/digits/job0000.json"
+    assert len(json.loads(spec.read_text())["configs"]) == 320 and spec.stat().st_size > 131072
+    manifest = json.loads((workdir / "results/runs/digits/jobs/job0000.json").read_text())
+    assert manifest["trained"] == 320

@@ -231,8 +231,9 @@ def test_a_truncated_job_manifest_is_named_and_refused(store, tmp_path, capsys):
     with pytest.raises(SystemExit) as exit:
         main(["aggregate", "--design", str(design), "--runs-dir", str(runs), "--out", str(out)])
     assert exit.value.code == 2
-    assert re.fullmatch(rf"whatmatters aggregate: error: unreadable training output {manifest} \(.*\); delete it "
-                        r"and rerun snakemake \(finished runs are reused\)\n", capsys.readouterr().err)
+    assert re.fullmatch(rf"whatmatters aggregate: error: unreadable training output {manifest} \(.*\); removed it: "
+                        r"rerun snakemake to retrain its job \(its finished runs are reused\)\n", capsys.readouterr().err)
+    assert not manifest.exists()
     assert not out.parent.exists()   # no table from a half-read store
 
 
@@ -410,9 +411,10 @@ def test_no_unsafe_loading_or_execution_in_the_package():
 
 def test_config_values_reach_the_shell_only_json_encoded_and_quoted():
     rules = "\n".join(p.read_text() for p in (ROOT / "workflow/rules").glob("*.smk"))
-    for param in ("spec", "study"):
-        uses = re.findall(rf"\{{params\.{param}(:q)?\}}", rules)
-        assert uses and all(q == ":q" for q in uses), param
+    uses = re.findall(r"\{params\.(spec|study)(:q)?\}", rules)
+    assert uses and all(q == ":q" for _, q in uses)
+    # the settings that grow with the study reach their step in a file (a command line is finite)
+    assert "--spec @{input.spec}" in rules and "--study @{input}" in rules
     assert re.findall(r"(spec|study)=(\w+)", rules) and all(
         fn in ("dataset_spec", "train_spec", "fit_spec", "json") for _, fn in re.findall(r"(spec|study)=(\w+)", rules))
 
@@ -445,3 +447,70 @@ def test_every_test_named_in_docs_reliability_exists():
     assert len(named) >= 20
     for file, test in named:
         assert re.search(rf"^def {test}\(", (ROOT / "tests" / file).read_text(), re.M), f"{file}::{test}"
+
+
+@pytest.mark.slow
+def test_a_truncated_stored_run_is_named_and_retrained_by_the_next_run(tmp_path):
+    """A stored run truncated after its job finished: the next snakemake run sees it changed,
+    reruns its job, which names the file in its log and retrains only that run."""
+    study, workdir = tiny_digits(tmp_path), tmp_path / "work"
+    target = "results/runs/digits/jobs/job0000.json"
+    snakemake(workdir, target, config=study)
+    manifest = json.loads((workdir / target).read_text())
+    victim = workdir / f"results/runs/digits/{manifest['runs'][0]['config_id']}/{manifest['runs'][0]['seed']}.json"
+    victim.write_text(victim.read_text()[:100])
+    result = snakemake(workdir, target, config=study)
+    assert "Nothing to be done" not in result.stdout + result.stderr
+    log = (workdir / "results/logs/train/digits/job0000.log").read_text()
+    assert f"stored run {victim.relative_to(workdir)} is unreadable" in log, log
+    again = json.loads((workdir / target).read_text())
+    assert again["trained"] == 1 and again["reused"] == len(manifest["runs"]) - 1
+    assert json.loads(victim.read_text())["run_id"] == manifest["runs"][0]["run_id"]
+
+
+@pytest.mark.slow
+def test_an_error_a_retry_cannot_fix_is_not_retried(tmp_path):
+    """execution.device: cuda on a machine without a GPU fails its first attempt naming the
+    cause; Snakemake's retry stops at once (before importing torch), naming it again."""
+    if torch.cuda.is_available():
+        pytest.skip("needs a machine without a GPU")
+    config = yaml.safe_load(tiny_digits(tmp_path).read_text())
+    config["execution"]["device"] = "cuda"
+    study = tmp_path / "cuda.yaml"
+    study.write_text(yaml.safe_dump(config))
+    workdir = tmp_path / "work"
+    result = snakemake(workdir, "results/runs/digits/jobs/job0000.json", config=study, check=False)
+    assert result.returncode != 0
+    log = (workdir / "results/logs/train/digits/job0000.log").read_text()   # the last attempt's
+    assert re.fullmatch(r"whatmatters train: error: PermanentError: execution.device: cuda, but this job sees no "
+                        r"CUDA device .*; not retried: a retry cannot fix this\n", log), log
+
+
+def test_the_retry_of_a_permanent_error_does_not_load_torch(tmp_path):
+    out = tmp_path / "jobs/job0000.json"
+    out.parent.mkdir()
+    (tmp_path / "jobs/job0000.json.cannot-retry").write_text("DataError: digits.pt is unreadable")
+    code = ("import sys; from whatmatters.cli import main\n"
+            f"try: main(['train', '--spec', '@x', '--data', 'x', '--run-dir', 'x', '--out', {str(out)!r}, '--attempt', '2'])\n"
+            "except SystemExit as e: print(e.code, 'torch' in sys.modules)")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60,
+                            env={**os.environ, "PYTHONPATH": str(ROOT / "workflow")})
+    assert result.stdout == "1 False\n"
+    assert result.stderr == ("whatmatters train: error: DataError: digits.pt is unreadable; not retried: "
+                             "a retry cannot fix this\n")
+
+
+@pytest.mark.slow
+def test_a_job_retrained_for_a_changed_run_is_not_rerun_again(tmp_path):
+    """After the rerun that retrains a truncated stored run, nothing is left to do."""
+    study, workdir = tiny_digits(tmp_path), tmp_path / "work"
+    target = "results/runs/digits/jobs/job0000.json"
+    snakemake(workdir, target, config=study)
+    victim = next((workdir / "results/runs/digits").glob("c*/1.json"))
+    victim.write_text("{")
+    dry = snakemake(workdir, target, "-n", config=study)
+    assert "a run of snakemake retrains them" in dry.stderr and (workdir / target).exists()
+    result = snakemake(workdir, target, config=study)
+    assert re.search(r"whatmatters: stored runs changed after results/runs/digits/jobs/job0000.json was "
+                     r"written \(results/runs/digits/c\w+/1.json\): rerunning that job", result.stderr), result.stderr
+    assert "Nothing to be done" in (again := snakemake(workdir, target, config=study)).stdout + again.stderr

@@ -152,7 +152,7 @@ def test_yaml_errors_name_the_file(tmp_path):
 def test_yaml_is_loaded_safely(tmp_path):
     evil = tmp_path / "evil.yaml"
     evil.write_text("datasets: !!python/object/apply:os.system ['echo pwned']\n")
-    with pytest.raises(StudyError, match="not valid YAML"):
+    with pytest.raises(StudyError, match=r"datasets \(line 1\): YAML tag '!!python/object/apply:os.system' is not"):
         read_config(evil)
 
 
@@ -161,3 +161,25 @@ def test_kinds_reference_is_generated_from_the_registries():
 
     assert (ROOT / "docs/kinds.md").read_text() == kinds_markdown(), (
         "regenerate: python -m whatmatters kinds > docs/kinds.md")
+
+
+def test_the_catalog_is_what_the_registries_say():
+    """catalog.json (what checking a study reads, without torch) is generated from the
+    registries: regenerate it with `python -m whatmatters catalog > workflow/whatmatters/catalog.json`."""
+    from whatmatters.catalog import PATH
+    from whatmatters.schema import catalog_json
+
+    assert PATH.read_text() == catalog_json()
+
+
+def test_checking_a_study_imports_neither_torch_nor_pandas(tmp_path):
+    import subprocess
+    import sys
+
+    code = ("import sys; from whatmatters.cli import main\n"
+            f"main(['check', {str(ROOT / 'config.yaml')!r}])\n"
+            "print(sorted(m for m in ('torch', 'pandas', 'pymc', 'torchvision') if m in sys.modules))")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, cwd=tmp_path,
+                            env={**__import__("os").environ, "PYTHONPATH": str(ROOT / "workflow")})
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.splitlines()[-1] == "[]"

@@ -13,15 +13,31 @@ os.environ["PYTHONPATH"] = os.pathsep.join(
     filter(None, [WORKFLOW_DIR, os.environ.get("PYTHONPATH")])
 )
 
-from whatmatters.study import study_and_design_or_exit
+from whatmatters.study import study_file_or_exit
 from whatmatters.design import job_spec
+from whatmatters.runstore import forget_jobs_with_changed_runs
 from whatmatters.analysis_spec import analysis_spec
 from whatmatters.outputs import FIGURES, SUMMARIES
+from whatmatters.io import write_text
 
-# One clear message and exit 2 on a bad study.
-STUDY, DESIGN = study_and_design_or_exit(config)
+# The study file (--configfile, else config.yaml) read and checked as `whatmatters check FILE`
+# does; one clear message and exit 2 on a bad study. It is the whole study: `config` becomes
+# exactly its data, never a merge of it into config.yaml.
+RAW_STUDY, STUDY, DESIGN = study_file_or_exit(
+    workflow.overwrite_configfiles, workflow.config_settings.config
+)
+config.clear()
+config.update(RAW_STUDY)
 DATASETS = [d["name"] for d in STUDY["datasets"]]
 OUTCOMES = STUDY["outcomes"]
+
+# A stored run changed after its job finished (truncated by a full disk, edited, copied over):
+# that job's manifest is removed, so it reruns, names the file in its log and retrains it.
+if workflow.is_main_process:
+    for line in forget_jobs_with_changed_runs(
+        "results/runs", DESIGN["jobs"], STUDY["seeds"], sys.argv
+    ):
+        print(f"whatmatters: {line}", file=sys.stderr)
 
 
 wildcard_constraints:

@@ -1,4 +1,17 @@
+# The study, resolved, in a file for the design step (a large study does not fit on a command line).
+rule study_spec:
+    output:
+        "results/design/study.json",
+    localrule: True
+    params:
+        study=json.dumps(STUDY),
+    run:
+        write_text(output[0], params.study)
+
+
 rule design:
+    input:
+        "results/design/study.json",
     output:
         "results/design/runs.tsv",
     log:
@@ -6,10 +19,8 @@ rule design:
     localrule: True
     conda:
         "../../envs/data.yaml"
-    params:
-        study=json.dumps(STUDY),
     shell:
-        "python -m whatmatters design --study {params.study:q} --out {output} > {log} 2>&1"
+        "python -m whatmatters design --study @{input} --out {output} > {log} 2>&1"
 
 
 rule prepare_data:

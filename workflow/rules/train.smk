@@ -7,9 +7,23 @@
 TRAIN_ATTEMPTS = 2
 
 
+# A job's settings reach it in a file, not on its command line (a job of hundreds of configs
+# has more settings than a command line holds). Written here, in Snakemake's process: when
+# they change (params), the file is rewritten and the job reruns, reusing its unchanged runs.
+rule job_spec:
+    output:
+        "results/specs/{dataset}/{job}.json",
+    localrule: True
+    params:
+        spec=train_spec,
+    run:
+        write_text(output[0], params.spec)
+
+
 rule train:
     input:
-        "results/data/{dataset}.pt",
+        data="results/data/{dataset}.pt",
+        spec="results/specs/{dataset}/{job}.json",
     output:
         "results/runs/{dataset}/jobs/{job}.json",
     log:
@@ -24,11 +38,10 @@ rule train:
         gpu=1 if STUDY["execution"]["device"] == "cuda" else 0,
         attempt=lambda wildcards, attempt: attempt,  # passed on: the last one may record a failure
     params:
-        spec=train_spec,
         run_dir="results/runs/{dataset}",
         allow_missing="--allow-missing" if STUDY["analysis"]["allow_missing"] else "",
     shell:
-        "python -m whatmatters train --spec {params.spec:q} --data {input} --run-dir {params.run_dir}"
+        "python -m whatmatters train --spec @{input.spec} --data {input.data} --run-dir {params.run_dir}"
         " --out {output} --threads {threads} --attempt {resources.attempt} --attempts "
         + str(TRAIN_ATTEMPTS)
         + " {params.allow_missing} > {log} 2>&1"

@@ -69,8 +69,10 @@ def _read_manifest(path: Path) -> tuple[dict, dict | None]:
     except FileNotFoundError:
         raise RunTableError(f"missing training output {path}; rerun snakemake to train it") from None
     except (OSError, ValueError) as e:
-        raise RunTableError(f"unreadable training output {path} ({e}); delete it and rerun snakemake "
-                            "(finished runs are reused)") from None
+        # Removed, so that the next snakemake run retrains its job (reusing its intact stored runs).
+        path.unlink(missing_ok=True)
+        raise RunTableError(f"unreadable training output {path} ({e}); removed it: rerun snakemake to retrain "
+                            "its job (its finished runs are reused)") from None
     if not isinstance(manifest, dict) or not isinstance(manifest.get("runs"), list):
         raise _corrupt(path, "no list of runs")
     for i, r in enumerate(manifest["runs"]):

@@ -8,6 +8,7 @@ reaches the user as one line on stderr and exit status 2, never as a traceback.
 from __future__ import annotations
 
 import argparse
+import errno
 import json
 import os
 import sys
@@ -16,28 +17,53 @@ import time
 PROCESS_STARTED = time.time()  # as early as this module can see; imports follow
 
 
-def _study_from_file(path: str) -> dict:
-    from whatmatters.config import read_config
-    from whatmatters.study import check_data, load_study
+def _json_arg(text: str):
+    """A JSON argument given inline, or as @FILE (what the Snakemake rules pass: a large
+    study's settings do not fit on a command line)."""
+    from whatmatters.errors import PermanentError
 
-    study = load_study(read_config(path))
-    check_data(study)
-    return study
+    if text.startswith("@"):
+        try:
+            text = open(text[1:]).read()
+        except OSError as e:
+            raise PermanentError(f"cannot read {text[1:]}: {e.strerror}") from None
+    try:
+        return json.loads(text)
+    except ValueError as e:
+        raise PermanentError(f"settings are not valid JSON ({e}); rerun the step that wrote them") from None
 
 
 def cmd_check(args) -> None:
     from whatmatters.design import expand
+    from whatmatters.study import study_from_file
 
-    study = _study_from_file(args.config)
+    study = study_from_file(args.config)
     expanded = expand(study)
     print(f"{args.config}: ok — {len(expanded['configs'])} configs x {len(study['datasets'])} datasets "
           f"x {len(study['seeds'])} seeds = {len(expanded['runs'])} runs in {len(expanded['jobs'])} jobs")
+
+
+def cmd_status(args) -> None:
+    from whatmatters.design import expand
+    from whatmatters.status import status_text, study_status
+    from whatmatters.config import read_config
+    from whatmatters.study import load_study
+
+    study = load_study(read_config(args.config))
+    sys.stdout.write(f"study {args.config}, runs under {args.runs_dir}/\n")
+    sys.stdout.write(status_text(study_status(study, expand(study), args.runs_dir)))
 
 
 def cmd_schema(args) -> None:
     from whatmatters.schema import schema_yaml
 
     sys.stdout.write(schema_yaml())
+
+
+def cmd_catalog(args) -> None:
+    from whatmatters.schema import catalog_json
+
+    sys.stdout.write(catalog_json())
 
 
 def cmd_kinds(args) -> None:
@@ -49,7 +75,7 @@ def cmd_kinds(args) -> None:
 def cmd_design(args) -> None:
     from whatmatters.design import expand, write_design_tsv
 
-    study = json.loads(args.study)
+    study = _json_arg(args.study)
     write_design_tsv(study, expand(study), args.out)
 
 
@@ -57,15 +83,30 @@ def cmd_prepare(args) -> None:
     from whatmatters.data import prepare
     from whatmatters.io import provenance
 
-    spec = json.loads(args.spec)
+    spec = _json_arg(args.spec)
     prepare(spec, args.out, provenance(settings=spec))
 
 
 def cmd_train(args) -> None:
+    from whatmatters.runstore import cannot_retry_path
+
+    marker = cannot_retry_path(args.out)
+    if args.attempt > 1 and marker.exists():   # the first attempt met an error a retry cannot fix
+        print(f"whatmatters train: error: {marker.read_text(errors='replace').strip()}; not retried: "
+              "a retry cannot fix this", file=sys.stderr)
+        sys.exit(1)
+    marker.unlink(missing_ok=True)
+    from whatmatters.errors import PermanentError
+    from whatmatters.io import write_text
     from whatmatters.jobs import JobFailed, run_job
 
     try:
-        m = run_job(json.loads(args.spec), args.data, args.run_dir, args.out, threads=args.threads,
+        spec = _json_arg(args.spec)
+    except PermanentError as e:
+        write_text(marker, str(e))
+        raise
+    try:
+        m = run_job(spec, args.data, args.run_dir, args.out, threads=args.threads,
                     attempt=args.attempt, attempts=args.attempts, allow_missing=args.allow_missing,
                     process_started=PROCESS_STARTED)
     except JobFailed as e:   # exit 1: Snakemake retries the job, or the study stops after its last attempt
@@ -89,7 +130,7 @@ def cmd_fit(args) -> None:
     from whatmatters import fitting, posterior
     from whatmatters.aggregate import missing_message, present_runs, read_table
 
-    spec = json.loads(args.spec)
+    spec = _json_arg(args.spec)
     table = read_table(args.table)
     runs, missing = present_runs(table, spec["allow_missing"])
     if missing:
@@ -103,14 +144,14 @@ def cmd_summarize(args) -> None:
     from whatmatters.aggregate import present_runs, read_table
 
     table, missing = present_runs(read_table(args.table), allow_missing=True) if args.table else (None, [])
-    summarize.write_summaries(posterior.load(args.posterior), json.loads(args.spec), args.out_dir, table,
+    summarize.write_summaries(posterior.load(args.posterior), _json_arg(args.spec), args.out_dir, table,
                               missing=missing)
 
 
 def cmd_plot(args) -> None:
     from whatmatters import plots, posterior
 
-    plots.plot_outcome(posterior.load(args.posterior), json.loads(args.spec), args.out_dir)
+    plots.plot_outcome(posterior.load(args.posterior), _json_arg(args.spec), args.out_dir)
 
 
 def cmd_compare_outcomes(args) -> None:
@@ -139,7 +180,10 @@ def parser() -> argparse.ArgumentParser:
 
     req = {"required": True}
     add("check", cmd_check, "validate a study config and print its size", ("config", {}))
+    add("status", cmd_status, "runs done / total per dataset, failures and the time left (while a study runs, or after)",
+        ("config", {"nargs": "?", "default": "config.yaml"}), ("--runs-dir", {"default": "results/runs"}))
     add("schema", cmd_schema, "print the JSON schema of a study config (YAML)")
+    add("catalog", cmd_catalog, "print every kind's settings as JSON (workflow/whatmatters/catalog.json)")
     add("kinds", cmd_kinds, "print every level kind and its settings (Markdown)")
     add("design", cmd_design, "write the expanded design (one row per run)",
         ("--study", req), ("--out", req))
@@ -176,6 +220,13 @@ def main(argv: list[str] | None = None) -> None:
     except WhatmattersError as e:
         print(f"whatmatters {args.command}: error: {e}", file=sys.stderr)
         sys.exit(2)
+    except OSError as e:
+        if e.errno not in (errno.ENOSPC, errno.EDQUOT):
+            raise
+        # What was being written is removed (atomic writes), which frees room for this line.
+        print(f"whatmatters {args.command}: error: no space left on device writing {e.filename or 'its output'} "
+              f"({e.strerror}); free some space and rerun: finished work is kept", file=sys.stderr, flush=True)
+        sys.exit(1)
     if args.command == "train":
         # Skip interpreter teardown (~0.7 s of freeing torch): every file is written and
         # renamed into place already, so nothing is lost.

@@ -40,7 +40,8 @@ import numpy as np
 import torch
 
 from whatmatters.errors import DataError
-from whatmatters.factors.registry import Registry
+from whatmatters.registry import Registry
+from whatmatters.workloads import NO_VARIANT, default_shift
 from whatmatters.io import atomic_path
 
 DATASETS = Registry("dataset")
@@ -292,34 +293,6 @@ def mnist1d_shift(x, y, train_std, seed, *, scale_coeff: float = 0.8, max_transl
     return torch.from_numpy(d["x"][:, None, :].astype(np.float32)), torch.from_numpy(d["y"].astype(np.int64))
 
 
-# Ranges that a setting's type does not say; whatmatters.study checks them when the study loads.
-SHIFT_RANGES = {
-    "noise": {"std": (lambda v: v > 0, "a number > 0")},
-    "contrast": {"factor": (lambda v: v >= 0, "a number >= 0")},
-    "blur": {"kernel_size": (lambda v: v >= 3 and v % 2 == 1, "an odd integer >= 3"),
-             "sigma": (lambda v: v > 0, "a number > 0")},
-    "mnist1d": {"max_translation": (lambda v: v >= 1, "an integer >= 1"),
-                **{k: (lambda v: v >= 0, "a number >= 0")
-                   for k in ("scale_coeff", "corr_noise_scale", "iid_noise_scale", "shear_scale")}},
-}
-IMAGE_SHIFTS = ("rotation", "noise", "contrast", "blur", "none")
-SHIFTS_FOR = {"mnist1d": ("mnist1d", "noise", "none")}  # dataset kinds whose inputs are not images
-
-
-def shift_kinds(dataset_kind: str) -> tuple[str, ...]:
-    """The shift kinds that fit a dataset kind, its default first."""
-    return SHIFTS_FOR.get(dataset_kind, IMAGE_SHIFTS)
-
-
-def default_shift(dataset_kind: str) -> dict:
-    """{kind, settings} of the shifted test set a dataset gets when its entry names none."""
-    kind = shift_kinds(dataset_kind)[0]
-    return {"kind": kind, "settings": SHIFTS.resolve(f"default shift of {dataset_kind}", kind, {})}
-
-
-NO_VARIANT = {"label_noise": 0.0, "subsample": None}
-
-
 # ---------------------------------------------------------------- prepare
 
 def _seed(spec: dict, stream: str) -> int:
@@ -398,8 +371,12 @@ def prepare(spec: dict, path: str | Path, provenance: dict) -> None:
                                "input_shape": list(data.pop("input_shape")),
                                "num_classes": data.pop("num_classes"),
                                "standardisation": data.pop("standardisation")})
-    with atomic_path(path) as tmp:
-        torch.save(data, tmp)
+    try:
+        with atomic_path(path) as tmp:
+            torch.save(data, tmp)
+    except RuntimeError as e:   # torch's writer reports a full disk as "file write failed"
+        reason = (str(e).strip().splitlines() or [repr(e)])[0]
+        raise DataError(f"cannot write {path} ({reason}): is the disk full? free some space and rerun") from None
 
 
 def load(path: str | Path) -> dict:

@@ -20,8 +20,11 @@ from whatmatters.errors import StudyError
 
 def config_id(levels: dict[str, dict]) -> str:
     """Stable id of a config: a hash of every factor's resolved level (name, kind, settings)."""
-    canonical = json.dumps(levels, sort_keys=True, separators=(",", ":"))
-    return "c" + hashlib.sha256(canonical.encode()).hexdigest()[:10]
+    return "c" + hashlib.sha256(_canonical(levels).encode()).hexdigest()[:10]
+
+
+def _canonical(obj) -> str:
+    return json.dumps(obj, sort_keys=True, separators=(",", ":"))
 
 
 def run_id(dataset: str, config: str, seed: int) -> str:
@@ -43,32 +46,69 @@ def _one_at_a_time(factors: dict) -> list[dict[str, str]]:
 
 
 def _random(factors: dict, n: int, seed: int) -> list[dict[str, str]]:
-    """n distinct configs; each factor's levels appear as equally often as possible
-    (counts differ by at most one), in a seeded random arrangement."""
-    total = math.prod(len(spec["levels"]) for spec in factors.values())
+    """n distinct configs, in a seeded random order, in which each factor's levels appear
+    equally often (counts differ by at most one): a balanced fraction of the full factorial.
+
+    n equal to the grid is the full factorial. Such a design exists for every n up to the
+    grid; it is drawn at random and its duplicates repaired (`_balanced_rows`), which is
+    quick while at most half the grid is drawn. Beyond half, the complement of a balanced
+    design of grid - n configs is drawn instead: every level fills exactly grid / levels
+    cells of the full grid, so what is left of it is balanced too.
+    """
+    names = [list(spec["levels"]) for spec in factors.values()]
+    sizes = [len(levels) for levels in names]
+    total = math.prod(sizes)
     if n > total:
-        raise StudyError(f"design.n_configs: {n} exceeds the {total} distinct configs the factors allow")
+        raise StudyError(f"design.n_configs: {n} exceeds the {total} distinct configs the factors allow; "
+                         f"choose at most {total} (which is kind: full)")
+    if n == total:
+        return _full(factors)
     rng = np.random.default_rng(seed)
-    columns = {}
-    for f, spec in factors.items():
-        names = list(spec["levels"])
-        column = [names[i % len(names)] for i in range(n)]  # balanced counts
-        columns[f] = [column[i] for i in rng.permutation(n)]
-    # Repair duplicate configs by swapping one factor's values between rows: counts are kept.
-    for _ in range(100 * n):
-        rows = [tuple(columns[f][i] for f in factors) for i in range(n)]
-        seen, dup = set(), None
-        for i, row in enumerate(rows):
-            if row in seen:
-                dup = i
-                break
-            seen.add(row)
-        if dup is None:
-            return [dict(zip(factors, row)) for row in rows]
-        f = list(factors)[rng.integers(len(factors))]
-        j = int(rng.integers(n))
-        columns[f][dup], columns[f][j] = columns[f][j], columns[f][dup]
-    raise StudyError(f"design.n_configs: could not draw {n} distinct balanced configs; lower n_configs")
+    if 2 * n <= total:
+        rows = _balanced_rows(sizes, n, rng)
+    else:   # total - n < total / 2, so total <= 2 n: small enough to list
+        left_out = _balanced_rows(sizes, total - n, rng)
+        radix = np.cumprod([1, *sizes[:-1]])
+        codes = np.ones(total, dtype=bool)
+        codes[np.asarray(left_out, dtype=np.int64) @ radix] = False
+        kept = np.flatnonzero(codes)
+        rows = (kept[:, None] // radix[None, :]) % np.asarray(sizes)[None, :]
+        rows = rows[rng.permutation(len(rows))].tolist()
+    return [{f: names[k][row[k]] for k, f in enumerate(factors)} for row in rows]
+
+
+def _balanced_rows(sizes: list[int], n: int, rng) -> list[tuple[int, ...]]:
+    """n distinct rows of level indices (n <= half the grid), each column balanced: columns
+    of balanced counts in random order, then each repeated row repaired by swapping one
+    factor's level with another row's when both rows come out new (counts are kept)."""
+    columns = [rng.permutation(np.arange(n) % k) for k in sizes]
+    rows = [list(r) for r in zip(*(c.tolist() for c in columns))]
+    count: dict[tuple, int] = {}
+    for r in rows:
+        count[tuple(r)] = count.get(tuple(r), 0) + 1
+    repeated = [i for i, r in enumerate(rows) if count[tuple(r)] > 1]
+    varied = [k for k, size in enumerate(sizes) if size > 1]
+    tries = 0
+    for i in repeated:
+        while count[tuple(rows[i])] > 1:
+            tries += 1
+            if tries > 1000 * (len(repeated) + 10):
+                raise StudyError(f"design.n_configs: no balanced set of {n} distinct configs found "
+                                 f"(grid {' x '.join(map(str, sizes))}); choose another n_configs")
+            k, j = varied[rng.integers(len(varied))], int(rng.integers(n))
+            a, b = rows[i], rows[j]
+            if a[k] == b[k]:
+                continue
+            new_a, new_b = list(a), list(b)
+            new_a[k], new_b[k] = b[k], a[k]
+            if count.get(tuple(new_a), 0) or count.get(tuple(new_b), 0):
+                continue
+            for old in (a, b):
+                count[tuple(old)] -= 1
+            for new in (new_a, new_b):
+                count[tuple(new)] = 1
+            rows[i], rows[j] = new_a, new_b
+    return [tuple(r) for r in rows]
 
 
 def expand(study: dict) -> dict:
@@ -85,10 +125,15 @@ def expand(study: dict) -> dict:
         chosen = _one_at_a_time(factors)
     else:
         chosen = _random(factors, design["n_configs"], design["seed"])
+    # config_id's canonical JSON, put together from each level's (serialised once, not per config)
+    pieces = {f: {name: f"{json.dumps(f)}:{_canonical(lv)}" for name, lv in spec["levels"].items()}
+              for f, spec in factors.items()}
+    order = sorted(factors)
     configs = []
     for names in chosen:
-        levels = {f: factors[f]["levels"][lv] for f, lv in names.items()}
-        configs.append({"config_id": config_id(levels), "levels": levels})
+        canonical = "{" + ",".join(pieces[f][names[f]] for f in order) + "}"
+        configs.append({"config_id": "c" + hashlib.sha256(canonical.encode()).hexdigest()[:10],
+                        "levels": {f: factors[f]["levels"][lv] for f, lv in names.items()}})
 
     per_job = max(1, study["execution"]["runs_per_job"] // len(study["seeds"]))
     runs, jobs = [], {}

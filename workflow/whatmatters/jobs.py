@@ -12,7 +12,6 @@ reads it).
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import sys
@@ -26,8 +25,9 @@ from whatmatters import data as datasets
 from whatmatters import train
 from whatmatters.aggregate import listed
 from whatmatters.design import run_id
-from whatmatters.errors import WhatmattersError
-from whatmatters.io import provenance, write_json
+from whatmatters.errors import PermanentError, WhatmattersError
+from whatmatters.io import provenance, write_json, write_text
+from whatmatters.runstore import cannot_retry_path, code_fingerprint, run_key  # noqa: F401  (read from here too)
 
 
 # Execution: where and how the job's runs train
@@ -37,7 +37,7 @@ def resolve_device(name: str) -> torch.device:
     if name == "auto":
         name = "cuda" if torch.cuda.is_available() else "cpu"
     if name == "cuda" and not torch.cuda.is_available():
-        raise WhatmattersError(
+        raise PermanentError(
             "execution.device: cuda, but this job sees no CUDA device "
             f"(CUDA_VISIBLE_DEVICES={os.environ.get('CUDA_VISIBLE_DEVICES', 'unset')}, torch {torch.__version__}, "
             f"built for CUDA {torch.version.cuda}); run it on a GPU node or set execution.device: auto")
@@ -67,29 +67,19 @@ def resolve_execution(execution: dict, device: torch.device, n_seeds: int) -> di
 
 # The run store: a run's key, and the stored runs a job reuses
 
-def code_fingerprint() -> str:
-    """Hash of the source that determines a run's result (training, data, factors)."""
-    here = Path(__file__).parent
-    files = [here / "train.py", here / "data.py", *sorted((here / "factors").glob("*.py"))]
-    h = hashlib.sha256()
-    for f in files:
-        h.update(f.name.encode() + f.read_bytes())
-    return h.hexdigest()[:16]
-
-
-def run_key(dataset: dict, levels: dict, seed: int, fingerprint: str, precision: str = "fp32") -> str:
-    """What determines a run's result; a stored run is reused only if its key matches.
-    (How many seeds trained beside it does not: stacking changes results only by
-    floating-point rounding, see `train.train_runs`.)"""
-    payload = {"dataset": dataset, "levels": levels, "seed": seed, "code": fingerprint, "precision": precision}
-    return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:20]
-
-
 def _stored(path: Path, key: str) -> dict | None:
-    """The stored record at `path` if it is complete and made with `key`, else None."""
+    """The stored record at `path` if it is complete and made with `key`, else None; an
+    unreadable one (truncated, corrupt) is named in the job's log, and then retrained."""
     try:
         record = json.loads(path.read_text())
-    except (OSError, ValueError):
+    except FileNotFoundError:
+        return None
+    except (OSError, ValueError) as e:
+        print(f"whatmatters train: stored run {path} is unreadable ({type(e).__name__}: {e}); retraining it",
+              file=sys.stderr, flush=True)
+        return None
+    if not isinstance(record, dict):
+        print(f"whatmatters train: stored run {path} is not a run record; retraining it", file=sys.stderr, flush=True)
         return None
     return record if record.get("key") == key else None
 
@@ -157,6 +147,8 @@ def train_job(spec: dict, data_path: str, run_dir: str, out_path: str, threads: 
     ready = time.time()
 
     trained, train_seconds, failed = 0, 0.0, {}   # failed: config_id -> (seeds, first error)
+    total = len(stored) + len(todo)
+    progress(f"{dataset['name']}: {total} runs in this job: {len(stored)} stored, {len(todo)} to train on {device}")
     by_config = {}
     for config, seed, key in todo:
         by_config.setdefault(config["config_id"], (config, []))[1].append((seed, key))
@@ -168,6 +160,8 @@ def train_job(spec: dict, data_path: str, run_dir: str, out_path: str, threads: 
                 results = _train_group(data, config["levels"], [seed for seed, _ in group], epochs, execution)
             except Exception as e:   # a crash (bug, OOM): the job's other runs still train
                 traceback.print_exc()
+                progress(f"{dataset['name']} {config['config_id']} seeds {[seed for seed, _ in group]}: "
+                         f"raised {type(e).__name__}: {e}")
                 seeds_failed, _ = failed.setdefault(config["config_id"], ([], f"{type(e).__name__}: {e}"))
                 seeds_failed += [seed for seed, _ in group]
                 continue
@@ -185,6 +179,9 @@ def train_job(spec: dict, data_path: str, run_dir: str, out_path: str, threads: 
                 records[record["run_id"]] = record
                 trained += 1
                 train_seconds += record["train_seconds"]
+                progress(f"run {trained} of {len(todo)} trained: {dataset['name']} {config['config_id']} "
+                         f"seed {seed}: {record['status']}, test accuracy {record['test_accuracy']:.4f}, "
+                         f"{record['train_seconds']:.1f} s")
     if failed:
         raise RunsFailed("training raised for config " + "; ".join(
             f"{c} seeds {seeds} ({error})" for c, (seeds, error) in failed.items()) + "; the job's other runs are stored")
@@ -205,6 +202,11 @@ def train_job(spec: dict, data_path: str, run_dir: str, out_path: str, threads: 
     }
     write_json(out_path, manifest)
     return manifest
+
+
+def progress(line: str) -> None:
+    """One line of a job's progress in its log (`whatmatters status` sums up the run store)."""
+    print(f"{time.strftime('%H:%M:%S')} {line}", flush=True)
 
 
 def job_runs(spec: dict) -> list[str]:
@@ -235,7 +237,11 @@ def run_job(spec: dict, data_path: str, run_dir: str, out_path: str, *, threads:
         run_ids = job_runs(spec)
         missing = [r for r in run_ids if r not in records]
         what = (f"training failed on attempt {attempt} of {attempts} ({type(error).__name__}: {error}); "
-                f"{len(missing)} of {len(run_ids)} runs of this job have no record: {listed(missing)}")
+                + (f"{len(missing)} of {len(run_ids)} runs of this job have no record: {listed(missing)}" if missing
+                   else f"all {len(run_ids)} runs of this job have a record"))
+        if isinstance(error, PermanentError) and attempt < attempts:   # the retry stops at once (cli)
+            write_text(cannot_retry_path(out_path), f"{type(error).__name__}: {error}")
+            raise JobFailed(what + "; a retry cannot fix this, so the job is not retried") from error
         if not (allow_missing and attempt >= attempts):
             raise JobFailed(what + ("; Snakemake retries the job" if attempt < attempts else "")) from error
         manifest = {

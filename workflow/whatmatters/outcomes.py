@@ -18,7 +18,6 @@ run has chance accuracy, cross-entropy log(classes) and the calibration error of
 from __future__ import annotations
 
 import numpy as np
-import pandas as pd
 
 from whatmatters.errors import WhatmattersError
 
@@ -80,8 +79,10 @@ def columns(outcome: dict) -> list[str]:
     return [o["successes"], o["trials"]] if o["kind"] == "binomial" else [o["column"]]
 
 
-def check(table: pd.DataFrame, outcome: dict) -> None:
+def check(table: pd.DataFrame, outcome: dict) -> None:  # noqa: F821
     """Raise WhatmattersError naming the runs whose values the outcome cannot read."""
+    import pandas as pd   # here: checking a study reads OUTCOMES without paying for pandas
+
     o = resolve(outcome)
     if o["kind"] == "binomial":
         k = pd.to_numeric(table[o["successes"]], errors="coerce")

@@ -9,16 +9,18 @@ command line: one clear message and exit status 2 instead of a traceback.
 
 from __future__ import annotations
 
+import math
 import re
 import sys
 from pathlib import Path
 from typing import Any
 
-from whatmatters.data import DATASETS, NO_VARIANT, SHIFT_RANGES, SHIFTS, default_shift, shift_kinds, unavailable
+from whatmatters.catalog import DATASETS, FACTORS, SHIFTS
+from whatmatters.config import read_config, study_file_for
 from whatmatters.design import expand
-from whatmatters.errors import StudyError
-from whatmatters.factors import FACTORS
+from whatmatters.errors import StudyError, shown, some
 from whatmatters.outcomes import OUTCOMES
+from whatmatters.workloads import FILE_KINDS, NO_VARIANT, SHIFT_RANGES, default_shift, shift_kinds, split_problem
 
 # Names become file names and Snakemake wildcards: keep them to a safe set.
 NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
@@ -35,6 +37,12 @@ SAMPLERS = ("auto", "nutpie", "pymc")     # NUTS implementation; auto lets the f
 ANALYSIS_DEFAULTS = {"chains": 2, "draws": 1000, "tune": 1000, "target_accept": 0.9, "seed": 1,
                      "method": "collapsed", "sampler": "auto", "interactions": False,
                      "allow_missing": False}  # fit without runs whose training failed (named in the logs)
+# Sizes a study may ask for: well beyond any study a machine can train, well within what
+# `check` plans in a second or two; a larger ask is refused before anything is built.
+MAX_SEEDS = 10_000
+MAX_LEVELS = 1_000      # per factor
+MAX_CONFIGS = 100_000
+MAX_RUNS = 1_000_000    # configs x datasets x seeds
 # A claim is a chain of factor names joined by '>', most important first.
 CLAIM_FACTOR = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
@@ -45,10 +53,10 @@ def _is_int(v) -> bool:
 
 def _mapping(where: str, value, required: tuple = (), optional: tuple = ()) -> dict:
     if not isinstance(value, dict):
-        raise StudyError(f"{where}: expected a mapping, got {type(value).__name__} {value!r}")
+        raise StudyError(f"{where}: expected a mapping, got {type(value).__name__} {shown(value)}")
     for key in value:
         if key not in required + optional:
-            raise StudyError(f"{where}: unknown key {key!r}; valid keys: {', '.join(required + optional)}")
+            raise StudyError(f"{where}: unknown key {shown(key)}; valid keys: {', '.join(required + optional)}")
     for key in required:
         if key not in value:
             raise StudyError(f"{where}: missing required key {key!r}")
@@ -57,24 +65,24 @@ def _mapping(where: str, value, required: tuple = (), optional: tuple = ()) -> d
 
 def _name(where: str, value) -> str:
     if not isinstance(value, str) or not NAME.fullmatch(value):   # fullmatch: '$' would let "a\n" through
-        raise StudyError(f"{where}: invalid name {value!r}; names may use {NAME_RULE}")
+        raise StudyError(f"{where}: invalid name {shown(value)}; names may use {NAME_RULE}")
     return value
 
 
 def _auto_or_positive_int(where: str, value) -> None:
     if value != "auto" and not (_is_int(value) and value >= 1):
-        raise StudyError(f"{where}: expected 'auto' or an integer >= 1, got {value!r}")
+        raise StudyError(f"{where}: expected 'auto' or an integer >= 1, got {shown(value)}")
 
 
 def _positive_int(where: str, value, minimum: int = 1) -> int:
     if not _is_int(value) or value < minimum:
-        raise StudyError(f"{where}: expected an integer >= {minimum}, got {value!r}")
+        raise StudyError(f"{where}: expected an integer >= {minimum}, got {shown(value)}")
     return value
 
 
 def _list(where: str, value, nonempty: bool = True) -> list:
     if not isinstance(value, list) or (nonempty and not value):
-        raise StudyError(f"{where}: expected a {'non-empty ' if nonempty else ''}list, got {value!r}")
+        raise StudyError(f"{where}: expected a {'non-empty ' if nonempty else ''}list, got {shown(value)}")
     return value
 
 
@@ -117,7 +125,7 @@ def _check_ranges(where: str, factor: str, kind: str, settings: dict) -> None:
         check = SETTING_RANGES.get((factor, key)) or SETTING_RANGES.get(key)
         expected = check(value) if check else None
         if expected:
-            raise StudyError(f"{where}.{key}: expected {expected}, got {value!r}")
+            raise StudyError(f"{where}.{key}: expected {expected}, got {shown(value)}")
     if kind == "transformer" and settings["dim"] % settings["heads"]:
         raise StudyError(f"{where}.heads: {settings['heads']} heads do not divide dim {settings['dim']}; "
                          "choose heads that divide dim")
@@ -126,14 +134,14 @@ def _check_ranges(where: str, factor: str, kind: str, settings: dict) -> None:
 def _level(where: str, registry, raw) -> dict:
     """{name, kind, settings} with the kind checked and every setting resolved."""
     if not isinstance(raw, dict):
-        raise StudyError(f"{where}: expected a mapping with name, kind and settings, got {raw!r}")
+        raise StudyError(f"{where}: expected a mapping with name, kind and settings, got {shown(raw)}")
     for key in ("name", "kind"):
         if key not in raw:
             raise StudyError(f"{where}: missing required key {key!r}")
     name = _name(f"{where}.name", raw["name"])
     if raw["kind"] not in registry.kinds():
         raise StudyError(
-            f"{where}.kind: unknown {registry.factor} kind {raw['kind']!r}; "
+            f"{where}.kind: unknown {registry.factor} kind {shown(raw['kind'])}; "
             f"valid kinds: {', '.join(registry.kinds())}")
     given = {k: v for k, v in raw.items() if k not in ("name", "kind")}
     settings = registry.resolve(f"{where} ({name})", raw["kind"], given)
@@ -147,7 +155,7 @@ VARIANT_KEYS = ("label_noise", "subsample", "shift", "budget")
 
 def _label_noise(where: str, value) -> float:
     if not isinstance(value, (int, float)) or isinstance(value, bool) or not 0 <= value < 1:
-        raise StudyError(f"{where}: expected a number in [0, 1), got {value!r}")
+        raise StudyError(f"{where}: expected a number in [0, 1), got {shown(value)}")
     return float(value)
 
 
@@ -160,7 +168,7 @@ def _shift(where: str, raw, dataset_kind: str) -> dict:
     valid = shift_kinds(dataset_kind)
     if not isinstance(raw, dict) or "kind" not in raw:
         raise StudyError(f"{where}: expected a mapping with a kind ({', '.join(valid)}) and its settings, "
-                         f"got {raw!r}")
+                         f"got {shown(raw)}")
     if raw["kind"] not in valid:
         raise StudyError(f"{where}.kind: shift kind {raw['kind']!r} does not fit dataset kind {dataset_kind!r}; "
                          f"valid kinds: {', '.join(valid)}")
@@ -197,7 +205,7 @@ def _datasets(raw) -> list[dict]:
     for i, item in enumerate(_list("datasets", raw)):
         where = f"datasets[{i}]"
         if not isinstance(item, dict) or "budget" not in item:
-            raise StudyError(f"{where}: expected a mapping with name, kind, budget and settings, got {item!r}")
+            raise StudyError(f"{where}: expected a mapping with name, kind, budget and settings, got {shown(item)}")
         level = _level(where, DATASETS, {k: v for k, v in item.items() if k not in VARIANT_KEYS + ("variants",)})
         given = {**NO_VARIANT, "shift": default_shift(level["kind"]), **_overrides(where, item, level["kind"])}
         out.append(_dataset_spec(level, level["name"], None, given))
@@ -209,6 +217,10 @@ def _datasets(raw) -> list[dict]:
             out.append(_dataset_spec({**level, "name": full}, level["name"], name,
                                      {**given, **_overrides(vwhere, variant, level["kind"])}))
     _unique_names("datasets", out)
+    for i, d in enumerate(out):
+        problem = split_problem(d["kind"], d["settings"], d["variant"]["subsample"])
+        if problem:
+            raise StudyError(f"datasets ({d['name']}).{problem[0]}: {problem[1]}")
     return out
 
 
@@ -218,13 +230,15 @@ def _factors(raw) -> dict[str, dict]:
     for factor, registry in FACTORS.items():
         where = f"factors.{factor}"
         spec = _mapping(where, raw[factor], required=("levels",), optional=("baseline",))
+        if isinstance(spec["levels"], list) and len(spec["levels"]) > MAX_LEVELS:
+            raise StudyError(f"{where}.levels: {len(spec['levels']):,} levels; at most {MAX_LEVELS:,} per factor")
         levels = [_level(f"{where}.levels[{i}]", registry, lv)
                   for i, lv in enumerate(_list(f"{where}.levels", spec["levels"]))]
         _unique_names(f"{where}.levels", levels)
         names = [lv["name"] for lv in levels]
         baseline = spec.get("baseline", names[0])
         if baseline not in names:
-            raise StudyError(f"{where}.baseline: {baseline!r} is not one of its levels: {', '.join(names)}")
+            raise StudyError(f"{where}.baseline: {shown(baseline)} is not one of its levels: {some(names)}")
         out[factor] = {"baseline": baseline, "levels": {lv["name"]: lv for lv in levels}}
     return out
 
@@ -244,28 +258,53 @@ def _design(raw) -> dict:
     return design
 
 
+def _check_size(factors: dict, design: dict, n_datasets: int, n_seeds: int) -> None:
+    """StudyError when the design has more configs or runs than MAX_CONFIGS / MAX_RUNS,
+    counted without building them."""
+    sizes = [len(spec["levels"]) for spec in factors.values()]
+    grid = math.prod(sizes)
+    configs = {"full": grid, "one_at_a_time": 1 + sum(k - 1 for k in sizes)}.get(design["kind"])
+    where = "design.kind"
+    if configs is None:
+        where, configs = "design.n_configs", design["n_configs"]
+        if configs > grid:
+            raise StudyError(f"design.n_configs: {configs} exceeds the {grid} distinct configs the factors allow; "
+                             f"choose at most {grid} (which is kind: full)")
+    if configs > MAX_CONFIGS:
+        hint = "; use kind: random with n_configs" if design["kind"] == "full" else ""
+        raise StudyError(f"{where}: {design['kind']} design of {configs:,} configs; at most {MAX_CONFIGS:,}{hint}")
+    runs = configs * n_datasets * n_seeds
+    if runs > MAX_RUNS:
+        raise StudyError(f"seeds: {configs:,} configs x {n_datasets} datasets x {n_seeds:,} seeds = {runs:,} runs; "
+                         f"at most {MAX_RUNS:,}: use fewer seeds, datasets or configs")
+
+
 def _seeds(raw) -> list[int]:
     expected = "an integer >= 1 (a count) or a list of distinct integers >= 0"
     if _is_int(raw):
         if raw < 1:
-            raise StudyError(f"seeds: expected {expected}, got {raw!r}")
+            raise StudyError(f"seeds: expected {expected}, got {shown(raw)}")
+        if raw > MAX_SEEDS:
+            raise StudyError(f"seeds: {raw:,} seeds; at most {MAX_SEEDS:,}")
         return list(range(raw))
     if not isinstance(raw, list) or not raw:
-        raise StudyError(f"seeds: expected {expected}, got {raw!r}")
+        raise StudyError(f"seeds: expected {expected}, got {shown(raw)}")
+    if len(raw) > MAX_SEEDS:
+        raise StudyError(f"seeds: {len(raw):,} seeds listed; at most {MAX_SEEDS:,}")
     seeds = raw
     for s in seeds:
         _positive_int("seeds[]", s, minimum=0)
     if len(set(seeds)) != len(seeds):
-        raise StudyError(f"seeds: duplicate seeds in {seeds}")
+        raise StudyError(f"seeds: duplicate seeds in {shown(seeds)}")
     return sorted(seeds)
 
 
 def _outcomes(raw) -> list[str]:
     for o in _list("outcomes", raw):
         if not isinstance(o, str) or o not in OUTCOMES:
-            raise StudyError(f"outcomes: unknown outcome {o!r}; valid outcomes: {', '.join(OUTCOMES)}")
+            raise StudyError(f"outcomes: unknown outcome {shown(o)}; valid outcomes: {', '.join(OUTCOMES)}")
     if len(set(raw)) != len(raw):
-        raise StudyError(f"outcomes: duplicate outcomes in {raw}")
+        raise StudyError(f"outcomes: duplicate outcomes in {shown(raw)}")
     return list(raw)
 
 
@@ -276,10 +315,10 @@ def _chain(where: str, factors: list, varied: list[str]) -> list[str]:
             raise StudyError(
                 f"{where}: {f!r} is not a factor varied in this study; valid factors: {', '.join(varied)}")
     if len(factors) < 2:
-        raise StudyError(f"{where}: a hypothesis compares at least two factors, got {factors}")
+        raise StudyError(f"{where}: a hypothesis compares at least two factors, got {shown(factors)}")
     repeated = [f for i, f in enumerate(factors) if f in factors[:i]]
     if repeated:
-        raise StudyError(f"{where}: factor {repeated[0]!r} is repeated; name each factor once, got {factors}")
+        raise StudyError(f"{where}: factor {repeated[0]!r} is repeated; name each factor once, got {shown(factors)}")
     return list(factors)
 
 
@@ -287,7 +326,7 @@ def _claim(where: str, claim) -> list[str]:
     """'init > optimizer > loss' -> ['init', 'optimizer', 'loss']."""
     example = "a string like 'init > optimizer > loss' (most important first, '>' only)"
     if not isinstance(claim, str):
-        raise StudyError(f"{where}: expected {example}, got {claim!r}")
+        raise StudyError(f"{where}: expected {example}, got {shown(claim)}")
     if "<" in claim:
         raise StudyError(f"{where}: {claim!r} uses '<'; write the chain with '>' only, most important first, "
                          f"e.g. 'init > optimizer'")
@@ -329,18 +368,18 @@ def _section(where: str, raw, defaults: dict, checks: dict) -> dict:
 def _one_of(choices):
     def check(where, value):
         if value not in choices:
-            raise StudyError(f"{where}: {value!r} is not valid; choose one of: {', '.join(choices)}")
+            raise StudyError(f"{where}: {shown(value)} is not valid; choose one of: {', '.join(choices)}")
     return check
 
 
 def _fraction(where, value):
     if not isinstance(value, (int, float)) or isinstance(value, bool) or not 0 < value < 1:
-        raise StudyError(f"{where}: expected a number between 0 and 1, got {value!r}")
+        raise StudyError(f"{where}: expected a number between 0 and 1, got {shown(value)}")
 
 
 def _boolean(where, value):
     if not isinstance(value, bool):
-        raise StudyError(f"{where}: expected true or false, got {value!r}")
+        raise StudyError(f"{where}: expected true or false, got {shown(value)}")
 
 
 def load_study(config: dict[str, Any]) -> dict:
@@ -371,12 +410,14 @@ def load_study(config: dict[str, Any]) -> dict:
     if continuous and analysis["method"] != "collapsed":
         raise StudyError(f"analysis.method: binomial models counts only; outcomes {continuous} are "
                          "continuous measurements: use method: collapsed or drop them from outcomes")
+    datasets, design, seeds = _datasets(config["datasets"]), _design(config["design"]), _seeds(config["seeds"])
+    _check_size(factors, design, len(datasets), len(seeds))
     return {
-        "datasets": _datasets(config["datasets"]),
+        "datasets": datasets,
         "factors": factors,
         "varied": varied,
-        "design": _design(config["design"]),
-        "seeds": _seeds(config["seeds"]),
+        "design": design,
+        "seeds": seeds,
         "outcomes": outcomes,
         "hypotheses": _hypotheses(config.get("hypotheses", []), varied),
         "execution": _section("execution", config.get("execution"), EXECUTION_DEFAULTS, {
@@ -393,21 +434,59 @@ def study_or_exit(config: dict) -> dict:
 
 
 def study_and_design_or_exit(config: dict) -> tuple[dict, dict]:
-    """The checked study and its expanded design (what the Snakefile needs), or one clear
-    message on stderr and exit status 2."""
+    """The checked study and its expanded design, or one clear message on stderr and
+    exit status 2."""
     try:
-        study = load_study(config)
-        check_data(study)
-        return study, expand(study)  # a random design may ask for more configs than the factors allow
+        return _study_and_design(config)
     except StudyError as e:
-        print(f"whatmatters: invalid study: {e}", file=sys.stderr)
-        sys.exit(2)
+        _exit(e)
+
+
+def study_file_or_exit(configfiles, overrides=None) -> tuple[dict, dict, dict]:
+    """What the Snakefile runs: (the study file's data, the checked study, its design),
+    read from the --configfile (`configfiles`, Snakemake's list) or else config.yaml, by
+    the same code as `whatmatters check FILE`; or one clear message and exit status 2.
+    The file is the whole study: nothing is merged into it, and `--config KEY=VALUE`
+    (`overrides`) is refused rather than merged."""
+    path = None
+    try:
+        if overrides:
+            raise StudyError(f"--config {', '.join(map(str, overrides))}: settings are not taken from the command "
+                             "line; write them in the study file (it is the whole study)")
+        path = study_file_for(configfiles)
+        raw = read_config(path)
+        return (raw, *_study_and_design(raw))
+    except StudyError as e:
+        _exit(e, path)
+
+
+def study_from_file(path) -> dict:
+    """The checked study of a file (what `whatmatters check FILE` reads)."""
+    study = load_study(read_config(path))
+    check_data(study)
+    return study
+
+
+def _study_and_design(config: dict) -> tuple[dict, dict]:
+    study = load_study(config)
+    check_data(study)
+    return study, expand(study)  # a random design may ask for more configs than the factors allow
+
+
+def _exit(error: StudyError, path=None):
+    message = str(error)
+    if path is not None and not message.startswith(str(path)):
+        message = f"{path}: {message}"
+    print(f"whatmatters: invalid study: {message}", file=sys.stderr)
+    sys.exit(2)
 
 
 def check_data(study: dict, prepared_dir: str = "results/data") -> None:
     """StudyError naming a dataset whose files cannot be found, unless it is prepared already."""
     for d in study["datasets"]:
-        if not (Path(prepared_dir) / f"{d['name']}.pt").exists():
+        if d["kind"] in FILE_KINDS and not (Path(prepared_dir) / f"{d['name']}.pt").exists():
+            from whatmatters.data import unavailable   # torchvision names the files: only for these kinds
+
             problem = unavailable(d["kind"], d["settings"])
             if problem:
                 raise StudyError(f"datasets ({d['name']}, kind {d['kind']}).root: {problem}")

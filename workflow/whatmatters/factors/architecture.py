@@ -14,7 +14,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from whatmatters.factors.registry import Registry
+from whatmatters.registry import Registry
 
 ARCHITECTURES = Registry("architecture")
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from whatmatters.factors.registry import Registry
+from whatmatters.registry import Registry
 
 INITS = Registry("init")
 

@@ -11,7 +11,7 @@ from typing import Callable
 import torch
 import torch.nn.functional as F
 
-from whatmatters.factors.registry import Registry
+from whatmatters.registry import Registry
 
 LOSSES = Registry("loss")
 

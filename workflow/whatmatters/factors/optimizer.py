@@ -11,7 +11,7 @@ from typing import Iterable
 
 import torch
 
-from whatmatters.factors.registry import Registry
+from whatmatters.registry import Registry
 
 OPTIMIZERS = Registry("optimizer")
 

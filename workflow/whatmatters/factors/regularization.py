@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import NamedTuple
 
-from whatmatters.factors.registry import Registry
+from whatmatters.registry import Registry
 
 REGULARIZATIONS = Registry("regularization")
 

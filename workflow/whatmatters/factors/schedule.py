@@ -10,7 +10,7 @@ from __future__ import annotations
 import torch
 from torch.optim import lr_scheduler
 
-from whatmatters.factors.registry import Registry, Setting
+from whatmatters.registry import Registry, Setting
 
 SCHEDULES = Registry("schedule", common=(Setting("batch_size", (int,), 64),))
 

@@ -15,7 +15,7 @@ import typing
 from dataclasses import dataclass
 from typing import Any, Callable
 
-from whatmatters.errors import StudyError
+from whatmatters.errors import StudyError, shown
 
 REQUIRED = inspect.Parameter.empty
 
@@ -123,7 +123,7 @@ class Registry:
             if not ok or (isinstance(value, float) and not math.isfinite(value)):
                 raise StudyError(
                     f"{where}.{key}: expected a finite {_type_names(setting.types)}, "
-                    f"got {value!r}"
+                    f"got {shown(value)}"
                 )
             resolved[key] = float(value) if float in setting.types and type(value) is int else value
         for key, setting in allowed.items():
@@ -134,6 +134,34 @@ class Registry:
                     )
                 resolved[key] = setting.default
         return {key: resolved[key] for key in allowed}  # canonical order, whatever the YAML's
+
+    # The catalog (whatmatters.catalog): the same kinds and settings as plain JSON, so that a
+    # study is checked without importing the builders' modules (torch).
+    _TYPE_NAMES = {float: "float", int: "int", bool: "bool", str: "str", type(None): "null"}
+
+    def to_catalog(self) -> dict:
+        def setting(s: Setting) -> dict:
+            out = {"types": [self._TYPE_NAMES[t] for t in s.types]}
+            return out if s.default is REQUIRED else {**out, "default": s.default}
+
+        return {"common": {n: setting(s) for n, s in self.common.items()},
+                "kinds": {k.name: {"doc": k.doc, "batchable": k.batchable,
+                                   "settings": {n: setting(s) for n, s in k.settings.items()}}
+                          for k in self._kinds.values()}}
+
+    @classmethod
+    def from_catalog(cls, factor: str, catalog: dict) -> Registry:
+        """A registry of `catalog`'s kinds and settings (see to_catalog), without builders."""
+        types = {v: t for t, v in cls._TYPE_NAMES.items()}
+
+        def setting(name: str, s: dict) -> Setting:
+            return Setting(name, tuple(types[t] for t in s["types"]), s.get("default", REQUIRED))
+
+        registry = cls(factor, tuple(setting(n, s) for n, s in catalog["common"].items()))
+        for name, k in catalog["kinds"].items():
+            registry._kinds[name] = Kind(name, None, {n: setting(n, s) for n, s in k["settings"].items()},
+                                         k["doc"], k["batchable"])
+        return registry
 
     def build(self, kind: str, settings: dict, *args):
         """Call the kind's builder with the trainer's arguments and the level's own settings."""
