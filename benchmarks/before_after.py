@@ -9,7 +9,7 @@ this checkout's non-additivity ratio and share per dataset; beside them the mode
 ratio of the issue: per dataset, the residual variance of the config means around their
 least-squares additive fit over the within-config variance / seeds.
 
-    .venv/bin/python benchmarks/before_after.py --before d9ad1ce \
+    .venv/bin/python benchmarks/before_after.py --before d9ad1ce --interactions \
         --table results/table/runs.parquet --out benchmarks/results/before_after.json
 """
 
@@ -77,6 +77,7 @@ def main() -> None:
     ap.add_argument("--config", type=Path, default=ROOT / "config.yaml")
     ap.add_argument("--outcome", default="test_accuracy")
     ap.add_argument("--repeats", type=int, default=1)
+    ap.add_argument("--interactions", action="store_true", help="also fit this checkout with interactions on")
     ap.add_argument("--out", type=Path, default=ROOT / "benchmarks/results/before_after.json")
     args = ap.parse_args()
     study = load_study(read_config(args.config))
@@ -86,21 +87,27 @@ def main() -> None:
     old = work / "before"
     subprocess.run(["git", "-C", str(ROOT), "worktree", "add", "--detach", "-q", str(old), args.before], check=True)
     try:
-        seconds = {"before": [], "after": []}
+        with_pairs = {**spec, "model": {**spec["model"], "interactions": True}}
+        variants = [("before", old, spec), ("after", ROOT, spec)] + (
+            [("after_interactions", ROOT, with_pairs)] if args.interactions else [])
+        seconds = {name: [] for name, _, _ in variants}
         for _ in range(args.repeats):
-            for name, code in (("before", old), ("after", ROOT)):
-                seconds[name].append(round(fit(code, args.table.resolve(), spec, work / f"{name}.nc"), 1))
+            for name, code, settings in variants:
+                seconds[name].append(round(fit(code, args.table.resolve(), settings, work / f"{name}.nc"), 1))
                 print(name, seconds[name][-1], "s", flush=True)
         result = {"provenance": provenance(step="benchmark before_after", before=args.before, table=str(args.table),
                                            outcome=args.outcome),
                   "model_free_ratio": model_free_ratio(table, spec), "seconds": seconds}
-        for name in ("before", "after"):
+        for name in seconds:
             idata = posterior.load(work / f"{name}.nc")
             result[name] = ranks(idata)
             result[name]["fit_provenance"] = {k: posterior.provenance_of(idata).get(k)
-                                              for k in ("sampling_seconds", "sampler_used", "runs")}
-            if name == "after":
+                                              for k in ("sampling_seconds", "sampler_used", "runs", "form")}
+            result[name]["diagnostics"] = {k: summarize.diagnostics(idata)[k] for k in ("divergences", "max_rhat")}
+            if name != "before":
                 result[name]["non_additivity"] = summarize.non_additivity(idata)[0]
+            if name == "after_interactions":
+                result[name]["interactions"] = summarize.interactions_table(idata).round(3).to_dict("records")
         write_json(args.out, result)
         print(json.dumps({k: v for k, v in result.items() if k != "provenance"}, indent=1))
     finally:

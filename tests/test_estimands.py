@@ -59,3 +59,18 @@ def test_every_estimand_is_computed_per_scope_and_described(name):
     for outcome in ("test_accuracy", "final_train_loss"):
         label, unit = E.describe(name, {"name": outcome, **OUTCOMES[outcome]})
         assert label and unit
+
+
+def test_pair_importance_is_the_sd_of_the_interaction_over_its_grid_and_is_summarized():
+    spec = {"factors": {"a": {"levels": ["x", "y", "z"], "baseline": "x"}, "b": {"levels": ["p", "q"], "baseline": "q"}},
+            "outcome": {"name": "test_accuracy", **OUTCOMES["test_accuracy"]}}
+    post = _posterior_with_interactions()
+    grid = np.array([[i, j] for i in range(3) for j in range(2)])
+    E.add_estimands(post, spec, np.vstack([grid, grid]), np.repeat([0, 1], len(grid)))
+    delta = post["interaction_a__b"].values.ravel()
+    assert post["pair_importance"].dims == ("chain", "draw", "pair")
+    assert post["pair_importance"].sel(pair="a:b").item() == pytest.approx(np.sqrt((delta ** 2).sum() / 5))
+    from whatmatters.summarize import interactions_table
+    table = interactions_table(az.InferenceData(posterior=post))
+    assert table["pair"].tolist() == ["a:b"]
+    assert table.loc[0, "mean"] == pytest.approx(post["pair_importance"].item())

@@ -36,7 +36,7 @@ scale (log scale for a continuous outcome), and delta_fg are the pairwise intera
                        Only when interactions are on.
 
 Each has dims (chain, draw, factor, dataset), and a pooled version `<name>_pooled` (chain,
-draw, factor): the mean over datasets. With interactions on, `interaction_importance`
+draw, factor): the mean over datasets. With interactions on, `pair_importance`
 (chain, draw, pair) is each pair's own importance: the sd of delta_fg over the L_f x L_g
 grid of its levels (on the logit scale, like `importance`).
 
@@ -148,7 +148,7 @@ def add_estimands(posterior: xr.Dataset, spec: dict, level_codes: np.ndarray, da
                 n = len(spec["factors"][h]["levels"])
                 extra[:, :, factors.index(h)] += n / (n - 1) * square
         values["importance_total"] = np.sqrt(sd ** 2 + extra)
-        posterior["interaction_importance"] = xr.DataArray(
+        posterior["pair_importance"] = xr.DataArray(
             np.stack([np.sqrt((delta ** 2).sum(axis=(-2, -1)) / (delta.shape[-2] * delta.shape[-1] - 1))
                       for delta in deltas.values()], axis=-1),
             dims=("chain", "draw", "pair"), coords={"pair": [pair_name(f, g) for f, g in deltas]})

@@ -86,12 +86,12 @@ def interactions_table(idata: az.InferenceData) -> pd.DataFrame:
     """
     columns = ["pair", "mean", "sd", "hdi_5", "hdi_95", "importance_a", "importance_b", "p_above_smaller"]
     post = idata.posterior
-    if "interaction_importance" not in post:
+    if "pair_importance" not in post:
         return pd.DataFrame(columns=columns)
     rows = []
     for pair in post["pair"].values:
         f, g = str(pair).split(":")
-        draws = post["interaction_importance"].sel(pair=pair).values.ravel()
+        draws = post["pair_importance"].sel(pair=pair).values.ravel()
         a, b = (post["importance_pooled"].sel(factor=h).values.ravel() for h in (f, g))
         low, high = hdi(draws, INTERVAL)
         rows.append({"pair": str(pair), "mean": float(draws.mean()), "sd": float(draws.std(ddof=1)),
