@@ -105,6 +105,8 @@ def summarize_class(records: list[dict]) -> dict:
     out = {"studies": len(records), "scopes": len(scopes),
            "coverage": float(np.mean(covered)) if covered else None,
            "coverage_central": float(np.mean(central)) if central else None,
+           "hdi_width": float(np.mean([h[1] - h[0] for s in scopes for h in s.get("hdi", [])]))
+           if any("hdi" in s for s in scopes) else None,
            "calls": len(calls), "calls_right": float(np.mean(calls)) if calls else None,
            "top_scopes": len(tops), "top_mean": float(np.mean(tops)) if tops else None,
            "top_min": float(np.min(tops)) if tops else None,
@@ -121,12 +123,13 @@ def summarize_class(records: list[dict]) -> dict:
 
 def markdown(result: dict) -> str:
     """The summary as a Markdown table (docs/validation.md)."""
-    lines = ["| class | studies | 90% HDI coverage | central 90% coverage | calls P >= 0.9 (right) | "
+    lines = ["| class | studies | 90% HDI coverage | central 90% coverage | mean HDI width | calls P >= 0.9 (right) | "
              "mean / min P(true top first), lead >= 25% (scopes) | flagged non-additive | median fit (s) |",
-             "| --- | --- | --- | --- | --- | --- | --- | --- |"]
+             "| --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
     fmt = lambda v, f: "n/a" if v is None else format(v, f)     # noqa: E731
     for kind, v in result["summary"].items():
         lines.append(f"| {kind} | {v['studies']} | {fmt(v['coverage'], '.2f')} | {fmt(v.get('coverage_central'), '.2f')} "
+                     f"| {fmt(v.get('hdi_width'), '.3f')} "
                      f"| {v['calls']} ({fmt(v['calls_right'], '.3f')}) | {fmt(v['top_mean'], '.2f')} / "
                      f"{fmt(v['top_min'], '.2f')} ({v['top_scopes']}) | {v['flagged']:.0%} | {v['median_seconds']:.0f} |")
     return "\n".join(lines)
@@ -149,10 +152,17 @@ def main() -> None:
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--quick", action="store_true")
     ap.add_argument("--report", action="store_true", help="print the Markdown table of --out and stop")
+    ap.add_argument("--also", nargs="*", type=Path, default=[],
+                    help="with --report: more result files whose studies join --out's (runs resumed with --first)")
     ap.add_argument("--out", type=Path, default=ROOT / "benchmarks/results/misspecified.json")
     args = ap.parse_args()
     if args.report:
-        print(markdown(json.loads(args.out.read_text())))
+        records = [r for path in [args.out, *args.also] for r in json.loads(path.read_text())["records"]
+                   if "error" not in r]
+        groups = {}
+        for r in records:
+            groups.setdefault(f"{r['kind']} {r['configs']}x{r['seeds']}" if args.splits else r["kind"], []).append(r)
+        print(markdown({"summary": {k: summarize_class(v) for k, v in sorted(groups.items())}}))
         return
     sampler = {"chains": args.chains, "draws": args.draws, "tune": args.draws, "target_accept": 0.9,
                "cores": 1, "nuts": "auto"}
