@@ -189,8 +189,9 @@ def train_runs(data: dict, levels: dict[str, dict], seeds: list[int], epochs: in
         for i in range(steps_per_epoch):
             idx = perms[:, i * batch_size:(i + 1) * batch_size]  # (S, B)
             xb, tb = x_train[idx], targets[idx]                  # (S, B, ...), one gather
-            pairs = [augment(xb[s], tb[s], augment_rng[s]) for s in range(S)]
-            xb, tb = torch.stack([p[0] for p in pairs]), torch.stack([p[1] for p in pairs])
+            # every seed's batch augmented at once, each seed's rows from its own stream
+            xb, tb = augment(xb.flatten(0, 1), tb.flatten(0, 1), augment_rng if S > 1 else augment_rng[0])
+            xb, tb = xb.unflatten(0, (S, -1)), tb.unflatten(0, (S, -1))
             masks = _dropout_masks(mask_shapes, {name: m.p for name, m in nets.dropouts.items()}, dropout_rng)
             nets.snapshot()
             with autocast:
