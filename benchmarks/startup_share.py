@@ -4,7 +4,7 @@ wall time is not training (Python start, imports, data load, exit).
 Reads the Snakemake `benchmark:` files of the train rule (job wall time, s) and the job
 manifests (seconds spent training runs). Run after `make run`:
 
-    .venv/bin/python benchmarks/startup_share.py [results]
+    .venv/bin/python benchmarks/startup_share.py [results] [--json OUT.json]
 """
 
 import json
@@ -28,7 +28,10 @@ def startup_share(results: Path) -> pd.DataFrame:
 
 
 if __name__ == "__main__":
-    results = Path(sys.argv[1] if len(sys.argv) > 1 else "results")
+    args = sys.argv[1:]
+    json_out = args.pop(args.index("--json") + 1) if "--json" in args else None
+    args = [a for a in args if a != "--json"]
+    results = Path(args[0] if args else "results")
     jobs = startup_share(results)
     if jobs.empty:
         sys.exit(f"no train benchmarks under {results}/benchmarks/train: run the study first")
@@ -40,3 +43,9 @@ if __name__ == "__main__":
     print(f"start-up/exit   {overhead.sum():8.1f} s  = {overhead.sum() / jobs['train_s'].sum():.1%} of training time "
           f"({overhead.sum() / jobs['wall_s'].sum():.1%} of job wall time); "
           f"{overhead.mean():.1f} s per job")
+    if json_out:
+        Path(json_out).write_text(json.dumps({
+            "jobs": len(jobs), "runs_trained": int(jobs["runs_trained"].sum()),
+            "job_wall_s": float(jobs["wall_s"].sum()), "train_s": float(jobs["train_s"].sum()),
+            "overhead_share_of_wall": float(overhead.sum() / jobs["wall_s"].sum()),
+            "overhead_s_per_job": float(overhead.mean())}, indent=1))

@@ -12,3 +12,9 @@ sys.path.insert(0, str(ROOT / "workflow"))
 # does not answer. No test talks to a SLURM but the one that starts its own (and passes
 # SLURM_CONF explicitly): the others get an empty config, which scontrol rejects at once.
 os.environ["SLURM_CONF"] = os.devnull
+
+
+def pytest_addoption(parser):
+    parser.addoption("--device", default=os.environ.get("WHATMATTERS_TEST_DEVICE", "cpu"),
+                     help="training device of the stacked-vs-single checks (tests/test_batched.py): "
+                          "cpu (default), cuda, cuda:1, ...; or set WHATMATTERS_TEST_DEVICE")

@@ -222,6 +222,17 @@ def test_augmentation_keeps_shapes_and_is_seeded(kind, shape):
     assert torch.equal(x1, x2) and torch.equal(y1, y2)  # same stream, same batch
 
 
+@pytest.mark.parametrize("shape", [SHAPES["signal"], SHAPES["image"]], ids=["signal", "image"])
+@pytest.mark.parametrize("kind", FACTORS["augmentation"].kinds())
+def test_stacked_seeds_augment_as_one_batch_each_from_its_own_stream(kind, shape):
+    """Given S generators and S batches as one (S*B rows), each seed's rows get what they get alone."""
+    augment = build("augmentation", kind)
+    x, y = torch.randn(3, 8, *shape), F.one_hot(torch.arange(24) % 10, 10).float().view(3, 8, 10)
+    alone = [augment(x[s], y[s], torch.Generator().manual_seed(s)) for s in range(3)]
+    xs, ys = augment(x.flatten(0, 1), y.flatten(0, 1), [torch.Generator().manual_seed(s) for s in range(3)])
+    assert torch.equal(xs, torch.cat([a[0] for a in alone])) and torch.equal(ys, torch.cat([a[1] for a in alone]))
+
+
 def test_none_is_the_identity():
     x, y = torch.randn(3, 1, 40), torch.eye(3)
     assert build("augmentation", "none")(x, y, torch.Generator()) == (x, y)

@@ -65,12 +65,19 @@ def test_every_run_of_the_study_repeated_gives_identical_metrics(uninterrupted):
     records = [r for m in manifests(uninterrupted) for r in m["runs"]]
     assert len(records) == 32 and all(r["status"] == "ok" for r in records)
     data = {d: datasets.load(uninterrupted / f"results/data/{d}.pt") for d in ("mnist1d", "digits")}
-    for r in records:
-        again = train_run(data[r["dataset"]], r["settings"]["levels"], r["seed"],
-                          r["settings"]["dataset"]["budget"]["epochs"])
-        for key in ("status", "n_test_correct", "n_train_correct", "n_shift_correct", "test_loss", "train_loss",
-                    "ece", "train_objective", "steps"):
-            assert again[key] == r[key], (r["run_id"], key)
+    # as many torch threads as the study's jobs (tests/data/tiny.yaml: execution.threads 1):
+    # a CPU kernel's sums are split by thread, so "identical" holds for the same thread count
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        for r in records:
+            again = train_run(data[r["dataset"]], r["settings"]["levels"], r["seed"],
+                              r["settings"]["dataset"]["budget"]["epochs"])
+            for key in ("status", "n_test_correct", "n_train_correct", "n_shift_correct", "test_loss",
+                        "train_loss", "ece", "train_objective", "steps"):
+                assert again[key] == r[key], (r["run_id"], key)
+    finally:
+        torch.set_num_threads(threads)
 
 
 @pytest.mark.slow

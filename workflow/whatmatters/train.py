@@ -56,6 +56,16 @@ class Replicas:
             self.params = dict(models[0].named_parameters())
             self.buffers = dict(models[0].named_buffers())
         self.dropouts = {name: m for name, m in models[0].named_modules() if isinstance(m, Dropout) and m.p > 0}
+        # Divergence bookkeeping, allocated once so that a step's snapshot is one foreach copy
+        # and its undo one where per tensor: the state before the step, and which seeds keep
+        # their update ((2, S): params, buffers), viewed to broadcast against each tensor.
+        self.tensors = [*self.params.values(), *self.buffers.values()]
+        with torch.no_grad():
+            self.before = [t.detach().clone() for t in self.tensors]
+        self.alive = torch.ones(2, len(models), dtype=torch.bool, device=self.tensors[0].device)
+        kinds = [0] * len(self.params) + [1] * len(self.buffers)
+        self.alive_views = [self.alive[k].view(-1, *[1] * (t.ndim - 1)) if self.stacked else self.alive[k, 0]
+                            for k, t in zip(kinds, self.tensors)]
 
     def losses(self, x: torch.Tensor, target: torch.Tensor, loss_fn, masks: dict) -> torch.Tensor:
         """Per-seed training losses (S,) for batches x (S, B, ...) and targets (S, B, C)."""
@@ -89,19 +99,18 @@ class Replicas:
             h.remove()
         return shapes
 
-    def snapshot(self) -> tuple[list, list]:
-        return ([p.detach().clone() for p in self.params.values()],
-                [b.clone() for b in self.buffers.values()])
+    @torch.no_grad()
+    def snapshot(self) -> None:
+        """Remember every weight and buffer of every seed (one foreach copy), for `keep`."""
+        torch._foreach_copy_(self.before, self.tensors)
 
     @torch.no_grad()
-    def keep(self, snapshot, params_alive: torch.Tensor, buffers_alive: torch.Tensor) -> None:
-        """Undo the last step for seeds that are not alive: a diverged run keeps the state it
+    def keep(self, params_alive: torch.Tensor, buffers_alive: torch.Tensor) -> None:
+        """Undo the last step for seeds that are not alive (S,): a diverged run keeps the state it
         had when its loss first stopped being finite, as if it had stopped training there."""
-        for tensors, before, alive in ((self.params.values(), snapshot[0], params_alive),
-                                       (self.buffers.values(), snapshot[1], buffers_alive)):
-            for t, b in zip(tensors, before):
-                keep = alive.view(-1, *[1] * (t.ndim - 1)) if self.stacked else alive[0]
-                t.copy_(torch.where(keep, t, b))
+        self.alive.copy_(torch.stack([params_alive, buffers_alive]))
+        torch._foreach_copy_(self.tensors, [torch.where(alive, t, b)
+                                            for t, b, alive in zip(self.tensors, self.before, self.alive_views)])
 
     @torch.no_grad()
     def unstack(self) -> list[nn.Module]:
@@ -180,11 +189,11 @@ def train_runs(data: dict, levels: dict[str, dict], seeds: list[int], epochs: in
         for i in range(steps_per_epoch):
             idx = perms[:, i * batch_size:(i + 1) * batch_size]  # (S, B)
             xb, tb = x_train[idx], targets[idx]                  # (S, B, ...), one gather
-            pairs = [augment(xb[s], tb[s], augment_rng[s]) for s in range(S)]
-            xb, tb = torch.stack([p[0] for p in pairs]), torch.stack([p[1] for p in pairs])
-            masks = {name: torch.stack([_dropout_mask(shape, nets.dropouts[name].p, g) for g in dropout_rng])
-                     for name, shape in mask_shapes.items()}
-            before = nets.snapshot()
+            # every seed's batch augmented at once, each seed's rows from its own stream
+            xb, tb = augment(xb.flatten(0, 1), tb.flatten(0, 1), augment_rng if S > 1 else augment_rng[0])
+            xb, tb = xb.unflatten(0, (S, -1)), tb.unflatten(0, (S, -1))
+            masks = _dropout_masks(mask_shapes, {name: m.p for name, m in nets.dropouts.items()}, dropout_rng)
+            nets.snapshot()
             with autocast:
                 losses = nets.losses(xb, tb, loss_fn, masks).float()
             finite = torch.isfinite(losses)
@@ -195,7 +204,7 @@ def train_runs(data: dict, levels: dict[str, dict], seeds: list[int], epochs: in
             now_alive = alive & finite
             # A seed whose loss is not finite stops before this update (its batch-norm
             # statistics keep this forward pass, as a lone run's would).
-            nets.keep(before, now_alive, alive)
+            nets.keep(now_alive, alive)
             diverged_at = torch.where(alive & ~finite, step, diverged_at)
             epoch_loss += torch.where(now_alive, losses.detach(), 0.0)
             alive = now_alive
@@ -226,9 +235,15 @@ def train_runs(data: dict, levels: dict[str, dict], seeds: list[int], epochs: in
     return records
 
 
-def _dropout_mask(shape: tuple, p: float, generator: torch.Generator) -> torch.Tensor:
-    """Keep-mask of `shape`, scaled by 1/(1-p), from one run's dropout stream."""
-    return (torch.rand(shape, device=generator.device, generator=generator) >= p).float() / (1 - p)
+def _dropout_masks(shapes: dict[str, tuple], p: dict[str, float], generators: list) -> dict[str, torch.Tensor]:
+    """Each dropout layer's keep-masks (S, *shape), scaled by 1/(1-p): one uniform draw per seed
+    from its own dropout stream covers all layers; thresholds and scales run once for all seeds."""
+    if not shapes:
+        return {}
+    sizes = [math.prod(shape) for shape in shapes.values()]
+    u = torch.stack([torch.rand(sum(sizes), device=g.device, generator=g) for g in generators])  # (S, sum)
+    return {name: ((part >= p[name]) * (1 / (1 - p[name]))).view(len(generators), *shape)
+            for (name, shape), part in zip(shapes.items(), u.split(sizes, dim=1))}
 
 
 def train_run(data: dict, levels: dict[str, dict], seed: int, epochs: int, **execution) -> dict:

@@ -4,6 +4,10 @@ An augmentation maps (x, target, generator) -> (x, target) for a whole batch:
 x is (B, C, L) for signals or (B, C, H, W) for images, target is (B, C) probabilities.
 Random draws come from the run's own augmentation stream (`generator`, on x's device),
 never from the global RNG, and no per-sample Python runs in the loop.
+
+Stacked seeds (whatmatters.train) pass a list of S generators and their S batches as one,
+x (S*B, ...): each seed's B rows draw from its own generator exactly what they would draw
+alone (`_draw`, `_permutation`), and the transform runs once for all seeds.
 """
 
 from __future__ import annotations
@@ -17,7 +21,25 @@ from whatmatters.registry import Registry
 
 AUGMENTATIONS = Registry("augmentation")
 
-Augment = Callable[[torch.Tensor, torch.Tensor, torch.Generator], tuple[torch.Tensor, torch.Tensor]]
+Generators = torch.Generator | list[torch.Generator]
+Augment = Callable[[torch.Tensor, torch.Tensor, Generators], tuple[torch.Tensor, torch.Tensor]]
+
+
+def _draw(generator: Generators, rows: int, draw: Callable[[int, torch.Generator], torch.Tensor]) -> torch.Tensor:
+    """draw(n, g): n rows of random values from g. For a list of S generators, `rows` splits
+    into S equal blocks, block s drawn from generator s; the blocks concatenated (rows, ...)."""
+    if isinstance(generator, torch.Generator):
+        return draw(rows, generator)
+    return torch.cat([draw(rows // len(generator), g) for g in generator])
+
+
+def _permutation(generator: Generators, rows: int, device) -> torch.Tensor:
+    """A random permutation of each block's rows within the block (rows,)."""
+    if isinstance(generator, torch.Generator):
+        return torch.randperm(rows, device=device, generator=generator)
+    n = rows // len(generator)
+    perms = torch.stack([torch.randperm(n, device=device, generator=g) for g in generator])  # (S, n)
+    return (perms + n * torch.arange(len(generator), device=device)[:, None]).flatten()
 
 
 @AUGMENTATIONS.register("none")
@@ -47,7 +69,8 @@ def _shift_along(x: torch.Tensor, dim: int, max_shift: int, generator: torch.Gen
     pad = [0, 0] * (x.ndim - 2)
     pad[2 * (x.ndim - 1 - dim)] = pad[2 * (x.ndim - 1 - dim) + 1] = max_shift  # F.pad counts from the last dim
     padded = F.pad(x, pad)
-    offsets = torch.randint(0, 2 * max_shift + 1, (x.shape[0],), device=x.device, generator=generator)
+    offsets = _draw(generator, x.shape[0],
+                    lambda n, g: torch.randint(0, 2 * max_shift + 1, (n,), device=x.device, generator=g))
     index = offsets[:, None] + torch.arange(size, device=x.device)  # (B, size)
     shape = [x.shape[0]] + [1] * (x.ndim - 1)
     shape[dim] = size
@@ -60,16 +83,18 @@ def noise(*, std: float = 0.1) -> Augment:
     """Additive Gaussian noise with standard deviation `std` (inputs are standardised)."""
 
     def augment(x, target, generator):
-        return x + std * torch.randn(x.shape, device=x.device, generator=generator), target
+        return x + std * _draw(generator, x.shape[0],
+                               lambda n, g: torch.randn((n, *x.shape[1:]), device=x.device, generator=g)), target
 
     return augment
 
 
-def _beta(alpha: float, n: int, device, generator: torch.Generator) -> torch.Tensor:
+def _beta(alpha: float, n: int, device, generator: Generators) -> torch.Tensor:
     """n draws from Beta(alpha, alpha) as a ratio of Gammas (torch's Beta sampler takes no
     generator)."""
-    g1 = torch._standard_gamma(torch.full((n,), alpha, device=device), generator=generator)
-    g2 = torch._standard_gamma(torch.full((n,), alpha, device=device), generator=generator)
+    def gamma(k, g):
+        return torch._standard_gamma(torch.full((k,), alpha, device=device), generator=g)
+    g1, g2 = _draw(generator, n, gamma), _draw(generator, n, gamma)
     return g1 / (g1 + g2)
 
 
@@ -86,7 +111,7 @@ def mixup(*, alpha: float = 0.2) -> Augment:
     def augment(x, target, generator):
         b = x.shape[0]
         lam = _beta(alpha, b, x.device, generator)  # (B,)
-        perm = torch.randperm(b, device=x.device, generator=generator)
+        perm = _permutation(generator, b, x.device)
         lam_x = _per_sample(lam, x)
         return lam_x * x + (1 - lam_x) * x[perm], lam[:, None] * target + (1 - lam[:, None]) * target[perm]
 
@@ -101,12 +126,12 @@ def cutmix(*, alpha: float = 1.0) -> Augment:
     def augment(x, target, generator):
         b, spatial = x.shape[0], x.shape[2:]
         lam = _beta(alpha, b, x.device, generator)
-        perm = torch.randperm(b, device=x.device, generator=generator)
+        perm = _permutation(generator, b, x.device)
         side = (1 - lam) ** (1 / len(spatial))  # box side as a share of each axis: area 1 - lam
         box = torch.ones_like(x[:, :1])  # (B, 1, *spatial): 1 inside the pasted box
         for dim, n in enumerate(spatial, start=2):
             cut = (side * n).round()
-            centre = torch.randint(0, n, (b,), device=x.device, generator=generator)
+            centre = _draw(generator, b, lambda k, g: torch.randint(0, n, (k,), device=x.device, generator=g))
             start = (centre - cut / 2).clamp(min=0)
             end = (centre + cut / 2).clamp(max=n)
             pos = torch.arange(n, device=x.device)
@@ -126,7 +151,7 @@ def flip(*, p: float = 0.5) -> Augment:
     images, time reversal for signals)."""
 
     def augment(x, target, generator):
-        mirrored = torch.rand(x.shape[0], device=x.device, generator=generator) < p
+        mirrored = _draw(generator, x.shape[0], lambda n, g: torch.rand(n, device=x.device, generator=g)) < p
         return torch.where(_per_sample(mirrored, x), x.flip(-1), x), target
 
     return augment
@@ -149,7 +174,8 @@ def cutout(*, size: int = 2) -> Augment:
         box = torch.ones_like(x[:, :1])  # (B, 1, *spatial): 1 inside the box
         for dim in range(2, x.ndim):
             n = x.shape[dim]
-            start = torch.randint(0, max(n - size, 0) + 1, (x.shape[0],), device=x.device, generator=generator)
+            start = _draw(generator, x.shape[0],
+                          lambda k, g: torch.randint(0, max(n - size, 0) + 1, (k,), device=x.device, generator=g))
             pos = torch.arange(n, device=x.device)
             inside = (pos >= start[:, None]) & (pos < start[:, None] + size)  # (B, n)
             shape = [x.shape[0]] + [1] * (x.ndim - 1)
