@@ -19,10 +19,12 @@ setup: $(VENV)/.installed
 # constraints.txt pins every package to the versions this project was tested with;
 # pip resolves torch and torchvision together from PyPI. The SLURM executor plugin comes
 # too, so the test suite can run the workflow through SLURM.
-$(VENV)/.installed: pyproject.toml constraints.txt
+$(VENV)/.installed: pyproject.toml constraints.txt workflow/whatmatters_guard.pth
 	python3 -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -c constraints.txt -e '.[test,slurm]'
+	# every snakemake start refuses a study that would run code, profile or not (config.startup_guard)
+	cp workflow/whatmatters_guard.pth "$$($(PY) -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')/"
 	touch $@
 
 run: setup

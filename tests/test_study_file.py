@@ -134,3 +134,21 @@ def test_nothing_in_a_study_executes(text, tmp_path):
                         result.stderr.split("\n", 1)[-1] if result.stderr.startswith("Using") else result.stderr), \
         result.stderr
     assert not marker.exists()
+
+
+@pytest.mark.parametrize("text", EXECUTING.values(), ids=EXECUTING.keys())
+def test_nothing_in_a_study_executes_under_plain_snakemake(text, tmp_path):
+    """The issue's own command, `snakemake --configfile FILE -n` with no workflow profile:
+    the venv's whatmatters_guard.pth (written by `make setup`) refuses the study before
+    Snakemake reads it, in one line, and the marker file is never created."""
+    marker = tmp_path / "marker"
+    study = tmp_path / "evil.yaml"
+    study.write_text(text.format(marker=marker))
+    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
+    for cmd in ([str(Path(sys.executable).parent / "snakemake"), "--configfile", str(study), "-n"],
+                [sys.executable, "-m", "snakemake", f"--configfile={study}", "-n"]):
+        result = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, env=env, timeout=300)
+        assert result.returncode == 2, (cmd, result.stderr[-2000:])
+        assert re.fullmatch(r"whatmatters: invalid study: .*is not allowed; a study is plain data[^\n]*\n",
+                            result.stderr), result.stderr
+        assert not marker.exists()

@@ -227,3 +227,24 @@ def refuse_unsafe_configfiles(argv: list[str]) -> None:
         except StudyError as e:
             print(f"whatmatters: invalid study: {e}", file=sys.stderr)
             sys.exit(2)
+
+
+def startup_guard(argv: list[str]) -> None:
+    """Refuse an unsafe --configfile of a snakemake command before Snakemake runs at all.
+
+    Run at every start of the project's Python by `whatmatters_guard.pth`, which `make
+    setup` puts in the venv's site-packages (it reaches here only when an argument starts
+    with --configfile). So even a plain `snakemake --configfile FILE`, without the workflow
+    profiles that do the same, never templates a study: Snakemake reads --configfile files
+    with YTE before any workflow code runs. Exits the process with one line and status 2."""
+    import os
+    import sys
+
+    program = os.path.basename(argv[0]) if argv else ""
+    if not (program.startswith("snakemake") or program == "-m"):
+        return
+    try:
+        refuse_unsafe_configfiles(argv)
+    except SystemExit as e:          # inside site's .pth processing an exception is fatal noise
+        sys.stderr.flush()
+        os._exit(e.code if isinstance(e.code, int) else 2)
