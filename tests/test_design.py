@@ -127,14 +127,15 @@ def test_every_balanced_random_design_that_exists_is_found(sizes):
                                       ((10,) * 5, 99_999), ((4, 4, 4, 4), 180)])
 def test_random_designs_plan_in_two_seconds(sizes, n):
     """Up to MAX_CONFIGS (100,000) configs on grids of 10^6 and beyond (10^21), near the full
-    grid too: planned in <= 2 s."""
+    grid too: planned in <= 2 s of CPU (this process's CPU time, which other work on the
+    machine does not inflate the way it does wall time)."""
     import time
 
     from whatmatters.design import _random
 
-    start = time.perf_counter()
+    start = time.process_time()
     rows = _random(grid(*sizes), n, 1)
-    assert time.perf_counter() - start <= 2.0
+    assert time.process_time() - start <= 2.0
     assert_balanced_and_distinct(rows, grid(*sizes), n)
 
 
