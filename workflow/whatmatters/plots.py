@@ -303,7 +303,8 @@ def diagnostics_figure(diag: dict) -> Figure:
     for x, color in ((NONADDITIVE_SHARE, ORANGE), (DOMINANT_SHARE, RED)):
         ax_n.axvline(x, color=color, ls="--", lw=1)
     ax_n.set_yticks(range(len(nonadditive)), list(nonadditive), fontsize=8)
-    ax_n.set_ylim(len(nonadditive) - 0.5, -0.5)
+    if nonadditive:                      # a posterior without the config residual has none
+        ax_n.set_ylim(len(nonadditive) - 0.5, -0.5)
     ax_n.set_xlim(0, 1.25)
     ax_n.set_xlabel("non-additive share of config variance (90% HDI)")
     return fig
