@@ -142,6 +142,8 @@ def main() -> None:
     ap.add_argument("--classes", nargs="+", default=list(SCENARIOS), choices=SCENARIOS)
     ap.add_argument("--studies", type=int, default=20)
     ap.add_argument("--first", type=int, default=0, help="index of the first study (resume or extend)")
+    ap.add_argument("--indices", nargs="+", type=int, default=None,
+                    help="these study indices instead of --first/--studies (fill the gaps of a stopped run)")
     ap.add_argument("--seeds", type=int, default=3)
     ap.add_argument("--configs", type=int, default=None, help="configs per study (default 32-60 at random)")
     ap.add_argument("--budget", type=int, default=None, help="with --splits: runs per dataset")
@@ -159,8 +161,12 @@ def main() -> None:
     if args.report:
         records = [r for path in [args.out, *args.also] for r in json.loads(path.read_text())["records"]
                    if "error" not in r]
-        groups = {}
-        for r in records:
+        seen, groups = set(), {}
+        for r in records:            # a study run twice (overlapping resumed runs) counts once
+            key = (r["kind"], r["index"], r["configs"], r["seeds"])
+            if key in seen:
+                continue
+            seen.add(key)
             groups.setdefault(f"{r['kind']} {r['configs']}x{r['seeds']}" if args.splits else r["kind"], []).append(r)
         print(markdown({"summary": {k: summarize_class(v) for k, v in sorted(groups.items())}}))
         return
@@ -172,7 +178,8 @@ def main() -> None:
     splits = [tuple(map(int, s.split("x"))) for s in args.splits] if args.splits else [(args.configs, args.seeds)]
     # interleaved (study 0 of every class, then study 1, ...): a run stopped early has every
     # class about equally far along
-    jobs = [(kind, i, c, s) for i in range(args.first, args.first + args.studies) for (c, s) in splits
+    indices = args.indices or range(args.first, args.first + args.studies)
+    jobs = [(kind, i, c, s) for i in indices for (c, s) in splits
             for kind in args.classes]
     records, started = [], time.time()
     with ProcessPoolExecutor(args.workers, mp_context=get_context("spawn")) as pool:
