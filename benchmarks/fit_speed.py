@@ -45,13 +45,13 @@ NAMES = ["init", "optimizer", "architecture", "loss", "augmentation", "schedule"
 PLANTED = [0.8, 0.6, 0.45, 0.3, 0.2, 0.1, 0.05]
 
 
-def make_spec(method="collapsed"):
+def make_spec(method="collapsed", interactions=False):
     return {
         "factors": {f: {"levels": [f"{f}{i}" for i in range(n)], "baseline": f"{f}0"} for f, n in zip(NAMES, LEVELS)},
         "datasets": ["d1", "d2", "d3"],
         "outcome": {"name": "test_accuracy", "successes": "n_test_correct", "trials": "n_test"},
         "hypotheses": [],
-        "model": {"method": method, "interactions": False},
+        "model": {"method": method, "interactions": interactions},
         "sampler": {"chains": 2, "draws": 1000, "tune": 1000, "target_accept": 0.9, "seed": 1, "cores": 2,
                     "nuts": "pymc"},
         "allow_missing": False,
@@ -69,7 +69,8 @@ def health(idata, seconds: float, name: str) -> dict:
 def ours(table, spec):
     start = time.perf_counter()
     idata = fit(table, spec)
-    return health(idata, time.perf_counter() - start, "whatmatters fit (collapsed, Laplace start)"), idata
+    name = "whatmatters fit (collapsed, Laplace start" + (", interactions)" if spec["model"]["interactions"] else ")")
+    return health(idata, time.perf_counter() - start, name), idata
 
 
 def default_collapsed(table, spec):
@@ -100,13 +101,14 @@ def main():
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--binomial-rows", type=int, default=0, help="also time the exact Binomial model on N rows")
     p.add_argument("--only-ours", action="store_true", help="skip the pm.sample() defaults variant")
+    p.add_argument("--interactions", action="store_true", help="our fit with every pairwise interaction (ours only)")
     p.add_argument("--out", default="benchmarks/results/fit_speed.json")
     args = p.parse_args()
 
-    spec = make_spec()
+    spec = make_spec(interactions=args.interactions)
     table, _ = simulate_table(spec, dict(zip(NAMES, PLANTED)), configs=2222, seeds=3, trials=2000,
                                 random_seed=0)
-    rows = [ours(table, spec)[0]] + ([] if args.only_ours else [default_collapsed(table, spec)[0]])
+    rows = [ours(table, spec)[0]] + ([] if args.only_ours or args.interactions else [default_collapsed(table, spec)[0]])
     if args.binomial_rows:
         rows.append(default_binomial(table, make_spec("binomial"), args.binomial_rows)[0])
     result = {"runs": len(table), "cores": os.cpu_count(), "variants": rows,

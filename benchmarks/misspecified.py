@@ -183,6 +183,8 @@ def main() -> None:
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--quick", action="store_true")
     ap.add_argument("--report", action="store_true", help="print the Markdown table of --out and stop")
+    ap.add_argument("--save", action="store_true",
+                    help="with --report and --also: write the joined studies into --out")
     ap.add_argument("--by-rank", action="store_true",
                     help="with --report: coverage by true rank, misses over-/under-stating the importance")
     ap.add_argument("--also", nargs="*", type=Path, default=[],
@@ -190,16 +192,24 @@ def main() -> None:
     ap.add_argument("--out", type=Path, default=ROOT / "benchmarks/results/misspecified.json")
     args = ap.parse_args()
     if args.report:
-        records = [r for path in [args.out, *args.also] for r in json.loads(path.read_text())["records"]
-                   if "error" not in r]
-        seen, groups = set(), {}
-        for r in records:            # a study run twice (overlapping resumed runs) counts once
+        files = [json.loads(path.read_text()) for path in [args.out, *args.also]]
+        seen, groups, kept = set(), {}, []
+        for r in (r for f in files for r in f["records"] if "error" not in r):
             key = (r["kind"], r["index"], r["configs"], r["seeds"])
-            if key in seen:
+            if key in seen:          # a study run twice (overlapping resumed runs) counts once
                 continue
             seen.add(key)
+            kept.append(r)
             groups.setdefault(f"{r['kind']} {r['configs']}x{r['seeds']}" if args.splits else r["kind"], []).append(r)
         groups = dict(sorted(groups.items()))
+        if args.save and args.also:  # one results file from resumed runs, every run's provenance kept
+            provenances = [p for f in files for p in (f["provenance"] if isinstance(f["provenance"], list)
+                                                      else [f["provenance"]])]
+            notes = [f["note"] for f in files if f.get("note")]
+            write_json(args.out, {"provenance": provenances, "goals": GOALS, "note": " | ".join(
+                notes + [f"joined: {', '.join(str(p) for p in [args.out, *args.also])}; a study run twice counts once; "
+                         "failed studies left out"]),
+                "summary": {k: summarize_class(v) for k, v in groups.items()}, "records": kept})
         print(markdown_by_rank(groups) if args.by_rank else
               markdown({"summary": {k: summarize_class(v) for k, v in groups.items()}}))
         return
