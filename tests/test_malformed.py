@@ -97,7 +97,7 @@ MALFORMED = [
     ("baseline not a level", edit(("factors", "optimizer", "baseline"), "adagrad"),
      r"factors.optimizer.baseline: 'adagrad' is not one of its levels: adam, sgd"),
     ("unknown dataset kind", edit(("datasets", 0, "kind"), "imagenet"),
-     r"datasets\[0\].kind: unknown dataset kind 'imagenet'; valid kinds: mnist1d, digits, mnist, fashion_mnist"),
+     r"datasets\[0\].kind: unknown dataset kind 'imagenet'; valid kinds: mnist1d, digits, mnist_5k, mnist, fashion_mnist"),
     ("dataset files not found", edit(("datasets", 1), {"name": "cifar", "kind": "cifar10", "root": "no_such_dir",
                                                        "budget": {"epochs": 1}}),
      r"datasets \(cifar, kind cifar10\).root: no cifar10 files under no_such_dir/: put cifar-10-batches-py/"
