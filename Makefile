@@ -62,7 +62,7 @@ clean:
 PYTHON_VERSION ?= 3.12
 PLATFORMS ?= manylinux_2_28_x86_64 manylinux2014_x86_64 manylinux1_x86_64
 WHEELHOUSE ?= wheelhouse
-TRAIN_NEEDS := snakemake snakemake-executor-plugin-slurm pandas pyyaml psutil mnist1d scikit-learn threadpoolctl setuptools pytest
+TRAIN_NEEDS := snakemake snakemake-executor-plugin-slurm pandas pyyaml psutil mnist1d mlxtend scikit-learn threadpoolctl setuptools pytest
 TORCH_BRINGS := numpy pillow jinja2 markupsafe sympy mpmath networkx filelock fsspec typing_extensions
 # no wheel on PyPI, built here (pure Python); named as constraints.txt names it
 SDIST_ONLY := connection_pool

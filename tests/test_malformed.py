@@ -97,7 +97,7 @@ MALFORMED = [
     ("baseline not a level", edit(("factors", "optimizer", "baseline"), "adagrad"),
      r"factors.optimizer.baseline: 'adagrad' is not one of its levels: adam, sgd"),
     ("unknown dataset kind", edit(("datasets", 0, "kind"), "imagenet"),
-     r"datasets\[0\].kind: unknown dataset kind 'imagenet'; valid kinds: mnist1d, digits, mnist, fashion_mnist"),
+     r"datasets\[0\].kind: unknown dataset kind 'imagenet'; valid kinds: mnist1d, digits, mnist_5k, mnist, fashion_mnist"),
     ("dataset files not found", edit(("datasets", 1), {"name": "cifar", "kind": "cifar10", "root": "no_such_dir",
                                                        "budget": {"epochs": 1}}),
      r"datasets \(cifar, kind cifar10\).root: no cifar10 files under no_such_dir/: put cifar-10-batches-py/"
@@ -163,6 +163,9 @@ MALFORMED = [
      r"levels\[0\] \(vit\).heads: 4 heads do not divide dim 30; choose heads that divide dim"),
     ("unknown gain", level("init", 0, gain_nonlinearity="relu6"),
      r"\(he\).gain_nonlinearity: expected one of linear, sigmoid, tanh, relu"),
+    ("setting outside its choices", edit(("factors", "architecture", "levels", 0),
+                                         {"name": "plain", "kind": "cnn", "norm": "layer"}),
+     r"levels\[0\] \(plain\).norm: expected one of batch, none, got 'layer'"),
     ("one factor varied", {**BASE, "factors": {**BASE["factors"], "loss": {"levels": BASE["factors"]["loss"]["levels"][:1]},
                                                 "init": {"levels": BASE["factors"]["init"]["levels"][:1]}}},
      r"factors: at least two factors need two or more levels to compare; varied: \['optimizer'\]"),

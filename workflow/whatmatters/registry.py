@@ -1,8 +1,9 @@
 """A registry maps a level's `kind` to the small function that builds it.
 
 A builder's keyword-only parameters are the level's settings: their annotations give
-the types and their defaults the defaults (no default = required). Positional
-parameters are what the trainer passes in (a model, the parameters, ...).
+the types (a `Literal[...]` of strings: the only values allowed) and their defaults the
+defaults (no default = required). Positional parameters are what the trainer passes in
+(a model, the parameters, ...).
 Nothing outside a factor's module switches on kind names.
 """
 
@@ -25,6 +26,7 @@ class Setting:
     name: str
     types: tuple[type, ...]  # accepted Python types after YAML loading
     default: Any  # REQUIRED when the setting has no default
+    choices: tuple[str, ...] | None = None  # the values a Literal[...] setting allows
 
 
 @dataclass(frozen=True)
@@ -36,6 +38,11 @@ class Kind:
     batchable: bool = True  # several seeds can train as one stacked model (whatmatters.train)
 
 
+def _choices(annotation) -> tuple[str, ...] | None:
+    """The values of a Literal[...] annotation, else None."""
+    return typing.get_args(annotation) if typing.get_origin(annotation) is typing.Literal else None
+
+
 def _accepted_types(annotation) -> tuple[type, ...]:
     """Python types a YAML value may have for an annotation (float also takes int)."""
     if isinstance(annotation, str):  # postponed annotations
@@ -44,6 +51,8 @@ def _accepted_types(annotation) -> tuple[type, ...]:
         return tuple(t for a in typing.get_args(annotation) for t in _accepted_types(a))
     if annotation is type(None):
         return (type(None),)
+    if typing.get_origin(annotation) is typing.Literal:
+        return tuple(dict.fromkeys(type(a) for a in typing.get_args(annotation)))
     if annotation is float:
         return (float, int)
     if annotation in (int, bool, str):
@@ -74,7 +83,7 @@ class Registry:
         def decorator(fn: Callable) -> Callable:
             hints = typing.get_type_hints(fn)
             settings = {
-                p.name: Setting(p.name, _accepted_types(hints[p.name]), p.default)
+                p.name: Setting(p.name, _accepted_types(hints[p.name]), p.default, _choices(hints[p.name]))
                 for p in inspect.signature(fn).parameters.values()
                 if p.kind is inspect.Parameter.KEYWORD_ONLY
             }
@@ -125,6 +134,8 @@ class Registry:
                     f"{where}.{key}: expected a finite {_type_names(setting.types)}, "
                     f"got {shown(value)}"
                 )
+            if setting.choices is not None and value not in setting.choices:
+                raise StudyError(f"{where}.{key}: expected one of {', '.join(setting.choices)}, got {shown(value)}")
             resolved[key] = float(value) if float in setting.types and type(value) is int else value
         for key, setting in allowed.items():
             if key not in resolved:
@@ -142,6 +153,8 @@ class Registry:
     def to_catalog(self) -> dict:
         def setting(s: Setting) -> dict:
             out = {"types": [self._TYPE_NAMES[t] for t in s.types]}
+            if s.choices is not None:
+                out["choices"] = list(s.choices)
             return out if s.default is REQUIRED else {**out, "default": s.default}
 
         return {"common": {n: setting(s) for n, s in self.common.items()},
@@ -155,7 +168,8 @@ class Registry:
         types = {v: t for t, v in cls._TYPE_NAMES.items()}
 
         def setting(name: str, s: dict) -> Setting:
-            return Setting(name, tuple(types[t] for t in s["types"]), s.get("default", REQUIRED))
+            choices = tuple(s["choices"]) if "choices" in s else None
+            return Setting(name, tuple(types[t] for t in s["types"]), s.get("default", REQUIRED), choices)
 
         registry = cls(factor, tuple(setting(n, s) for n, s in catalog["common"].items()))
         for name, k in catalog["kinds"].items():

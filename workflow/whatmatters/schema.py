@@ -24,6 +24,8 @@ _JSON_TYPES = {float: "number", int: "integer", bool: "boolean", str: "string", 
 def _setting_schema(setting) -> dict:
     types = sorted({_JSON_TYPES[t] for t in setting.types if not (t is int and float in setting.types)})
     out = {"type": types[0] if len(types) == 1 else types}
+    if setting.choices is not None:
+        out["enum"] = list(setting.choices)
     if setting.default is not REQUIRED:
         out["default"] = setting.default
     return out
@@ -135,6 +137,14 @@ def catalog_json() -> str:
     return json.dumps(catalog, indent=1) + "\n"
 
 
+def _default_and_choices(setting) -> str:
+    """' (default)', ' (default; one of a, b)' or '' for a required setting without choices."""
+    shown = [] if setting.default is REQUIRED else [str(setting.default)]
+    if setting.choices is not None:
+        shown.append(f"one of {', '.join(setting.choices)}")
+    return f" ({'; '.join(shown)})" if shown else ""
+
+
 def kinds_markdown() -> str:
     """docs/kinds.md: every kind of every factor and dataset with its settings and defaults."""
     lines = ["# Level kinds and their settings", "",
@@ -149,8 +159,7 @@ def kinds_markdown() -> str:
         lines += ["| kind | what it is | settings (default) |", "| --- | --- | --- |"]
         for kind in registry.kinds():
             own = registry.kind(kind).settings
-            settings = ", ".join(f"`{k}`" + ("" if s.default is REQUIRED else f" ({s.default})")
-                                 for k, s in own.items()) or "none"
+            settings = ", ".join(f"`{k}`" + _default_and_choices(s) for k, s in own.items()) or "none"
             lines.append(f"| `{kind}` | {registry.kind(kind).doc} | {settings} |")
         lines.append("")
     return "\n".join(lines)

@@ -52,6 +52,7 @@ def _fraction_split(n: int, test_fraction: float, test_rounds_up: bool) -> tuple
 SPLIT_SIZES = {
     "mnist1d": lambda s: (*_fraction_split(s["num_samples"], s["test_fraction"], False), 10),
     "digits": lambda s: (*_fraction_split(1797, s["test_fraction"], True), 10),   # sklearn rounds the test split up
+    "mnist_5k": lambda s: (*_fraction_split(5000, s["test_fraction"], True), 10),
     "mnist": lambda s: (60000, 10000, 10), "fashion_mnist": lambda s: (60000, 10000, 10),
     "cifar10": lambda s: (50000, 10000, 10), "cifar100": lambda s: (50000, 10000, 100),
     "svhn": lambda s: (73257, 26032, 10),

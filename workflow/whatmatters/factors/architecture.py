@@ -9,6 +9,7 @@ settings, so a study can vary them as levels.
 from __future__ import annotations
 
 import math
+from typing import Literal
 
 import torch
 import torch.nn.functional as F
@@ -45,6 +46,13 @@ def _layers(spatial_dims: int):
     raise ValueError(f"inputs must be (C, L) or (C, H, W), got {spatial_dims} spatial dims")
 
 
+@ARCHITECTURES.register("linear")
+def linear(input_shape: tuple, num_classes: int, dropout: float):
+    """Multinomial logistic regression: one linear layer on the flattened input (dropout,
+    if any, on the inputs)."""
+    return nn.Sequential(nn.Flatten(), Dropout(dropout), nn.Linear(math.prod(input_shape), num_classes))
+
+
 @ARCHITECTURES.register("mlp")
 def mlp(input_shape: tuple, num_classes: int, dropout: float, *, width: int = 128, depth: int = 2):
     """Multilayer perceptron on the flattened input: `depth` hidden ReLU layers of `width`."""
@@ -58,21 +66,88 @@ def mlp(input_shape: tuple, num_classes: int, dropout: float, *, width: int = 12
 
 
 @ARCHITECTURES.register("cnn")
-def cnn(input_shape: tuple, num_classes: int, dropout: float, *, width: int = 32, depth: int = 2):
-    """Plain CNN: `depth` blocks of conv3-BN-ReLU, halving resolution while it is >= 4 and
-    doubling channels; global average pooling; linear head."""
-    conv, norm, gap, maxpool = _layers(len(input_shape) - 1)
+def cnn(input_shape: tuple, num_classes: int, dropout: float, *, width: int = 32, depth: int = 2,
+        norm: Literal["batch", "none"] = "batch", downsample: Literal["pool", "stride"] = "pool",
+        head: Literal["gap", "flatten"] = "gap", channels: Literal["doubling", "constant"] = "doubling"):
+    """CNN: `depth` blocks of conv3-norm-ReLU, halving resolution while it is >= 4, and a
+    linear head. The defaults (batch norm, max-pooling, doubling channels, global average
+    pooling) are the modern variant; norm none, downsample stride, head flatten and channels
+    constant make a plain conv net such as the MNIST-1D paper's (Greydanus 2020)."""
+    conv, bn, gap, maxpool = _layers(len(input_shape) - 1)
     layers: list[nn.Module] = []
-    channels, size = input_shape[0], min(input_shape[1:])
+    cin, sizes = input_shape[0], list(input_shape[1:])
     for i in range(depth):
-        out = width * 2**i
-        layers += [conv(channels, out, 3, padding=1, bias=False), norm(out), nn.ReLU()]
-        if size >= 4:
-            layers.append(maxpool(2))
-            size //= 2
-        channels = out
-    layers += [gap(1), nn.Flatten(), Dropout(dropout), nn.Linear(channels, num_classes)]
+        out = width * 2**i if channels == "doubling" else width
+        halve = min(sizes) >= 4
+        stride = 2 if halve and downsample == "stride" else 1
+        layers.append(conv(cin, out, 3, stride=stride, padding=1, bias=norm == "none"))  # BN has its own shift
+        layers += [bn(out), nn.ReLU()] if norm == "batch" else [nn.ReLU()]
+        if halve:
+            if downsample == "pool":
+                layers.append(maxpool(2))
+            sizes = [s // 2 if downsample == "pool" else (s - 1) // 2 + 1 for s in sizes]
+        cin = out
+    features = cin if head == "gap" else cin * math.prod(sizes)
+    layers += [gap(1), nn.Flatten()] if head == "gap" else [nn.Flatten()]
+    layers += [Dropout(dropout), nn.Linear(features, num_classes)]
     return nn.Sequential(*layers)
+
+
+class _GRU(nn.Module):
+    """One GRU layer (Cho et al. 2014) over sequences (B, T, F) -> hidden states (B, T, D*H),
+    D = 2 directions if bidirectional. Written out step by step, as torch.nn.GRU computes
+    it, so that stacked seeds train under vmap (the fused GRU op has no batching rule). Each
+    direction's gates are two nn.Linear (input and hidden, 3 gates each), so the init factor
+    reaches them; they start as nn.GRU's weights do, U(-1/sqrt(H), 1/sqrt(H))."""
+
+    def __init__(self, features: int, hidden: int, bidirectional: bool):
+        super().__init__()
+        directions = 2 if bidirectional else 1
+        self.hidden = hidden
+        self.input = nn.ModuleList(nn.Linear(features, 3 * hidden) for _ in range(directions))
+        self.recurrent = nn.ModuleList(nn.Linear(hidden, 3 * hidden) for _ in range(directions))
+        bound = 1 / math.sqrt(hidden)
+        for p in self.parameters():
+            nn.init.uniform_(p, -bound, bound)
+
+    def forward(self, x):
+        H, D, T = self.hidden, len(self.input), x.shape[1]
+        # Both directions step together: direction 1 reads the sequence backwards.
+        gi = torch.stack([gates(x if d == 0 else x.flip(1)) for d, gates in enumerate(self.input)])  # (D, B, T, 3H)
+        w_hh = torch.stack([g.weight.t() for g in self.recurrent])        # (D, H, 3H)
+        b_hh = torch.stack([g.bias for g in self.recurrent])[:, None]     # (D, 1, 3H)
+        h = x.new_zeros(D, x.shape[0], H)                                 # (D, B, H)
+        states = []
+        for t in range(T):
+            gh = torch.baddbmm(b_hh, h, w_hh)                             # (D, B, 3H)
+            r, z = torch.sigmoid(gi[:, :, t, :2 * H] + gh[..., :2 * H]).chunk(2, -1)
+            n = torch.tanh(gi[:, :, t, 2 * H:] + r * gh[..., 2 * H:])
+            h = n + z * (h - n)                                           # (1 - z) n + z h
+            states.append(h)
+        states = torch.stack(states, 2)                                   # (D, B, T, H)
+        out = [states[d] if d == 0 else states[d].flip(1) for d in range(D)]
+        return torch.cat(out, -1)                                         # (B, T, D*H)
+
+
+class _Recurrent(nn.Module):
+    def __init__(self, input_shape, num_classes, dropout, width, bidirectional):
+        super().__init__()
+        steps, features = input_shape[1], input_shape[0] * math.prod(input_shape[2:])
+        self.gru = _GRU(features, width, bidirectional)
+        self.head = nn.Sequential(nn.Flatten(), Dropout(dropout),
+                                  nn.Linear(steps * width * (2 if bidirectional else 1), num_classes))
+
+    def forward(self, x):
+        seq = x.movedim(1, 2).flatten(2)  # (B, C, L) -> (B, L, C); (B, C, H, W) -> (B, H, C*W)
+        return self.head(self.gru(seq))
+
+
+@ARCHITECTURES.register("gru")
+def gru(input_shape: tuple, num_classes: int, dropout: float, *, width: int = 32, bidirectional: bool = True):
+    """GRU of `width` hidden units reading a 1-D signal (C, L) as L steps of C values, an image
+    (C, H, W) as H rows of C*W values; every step's hidden state (of both directions if
+    `bidirectional`) feeds a linear head, as in the MNIST-1D paper (Greydanus 2020)."""
+    return _Recurrent(input_shape, num_classes, dropout, width, bidirectional)
 
 
 class _Block(nn.Module):
