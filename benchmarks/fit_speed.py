@@ -14,6 +14,7 @@ R-hat over the free variables and over the importances, min bulk ESS of the impo
 
     OPENBLAS_NUM_THREADS=1 .venv/bin/python benchmarks/fit_speed.py [--binomial-rows 2000] \
         [--out benchmarks/results/fit_speed.json]
+    ... --interactions      # ours only, every pairwise interaction on (not yet measured)
 """
 
 import argparse
