@@ -177,7 +177,8 @@ def main() -> None:
     ap.add_argument("--configs", type=int, default=None, help="configs per study (default 32-60 at random)")
     ap.add_argument("--budget", type=int, default=None, help="with --splits: runs per dataset")
     ap.add_argument("--splits", nargs="+", default=None, help="configs x seeds, e.g. 60x3 90x2 180x1")
-    ap.add_argument("--interactions", action="store_true")
+    ap.add_argument("--interactions", nargs="?", const=True, default=False, choices=[True, "auto"],
+                    help="fit pairwise interactions (or 'auto': as analysis.interactions: auto)")
     ap.add_argument("--draws", type=int, default=1000)
     ap.add_argument("--chains", type=int, default=2)
     ap.add_argument("--workers", type=int, default=2)

@@ -6,6 +6,7 @@ import pytest
 import xarray as xr
 from scipy.special import expit
 from scipy.stats import halfnorm, multivariate_normal
+from scipy.stats import t as student_t
 
 from whatmatters import collapsed as C
 from whatmatters import estimands as E
@@ -16,7 +17,7 @@ from whatmatters.errors import WhatmattersError
 from whatmatters.fitting import fit
 from whatmatters.outcomes import empirical_logit
 from whatmatters.ppc import additive_misfit, config_spread, replicate
-from whatmatters.priors import zero_sum_basis
+from whatmatters.priors import INTERACTION_LOCAL_DF, INTERACTION_SCALE, zero_sum_basis
 from whatmatters.runtable import codes
 from whatmatters.simulation import simulate_table
 
@@ -81,8 +82,9 @@ def test_marginal_likelihood_is_exact(datasets, interactions, form):
              "sigma_config_log__": np.log(sigma_config)}
         if n_data > 1:
             p["tau_log__"] = np.log(tau)
-        if interactions:
-            p["sigma_interaction_log__"] = np.log(sigma_int)
+        if interactions:   # sigma_int = pair_scale * pair_multiplier: the shared scale fixed at 0.5
+            p["pair_scale_log__"] = np.log(0.5)
+            p["pair_multiplier_log__"] = np.log(sigma_int / 0.5)
         return p
 
     def prior(sigma, tau, sigma_seed, sigma_config, sigma_int):   # HalfNormal priors, log-transform Jacobian
@@ -91,8 +93,10 @@ def test_marginal_likelihood_is_exact(datasets, interactions, form):
         lp += (halfnorm(scale=1).logpdf(sigma_config) + np.log(sigma_config)).sum()
         if n_data > 1:
             lp += (halfnorm(scale=0.5).logpdf(tau) + np.log(tau)).sum()
-        if interactions:
-            lp += (halfnorm(scale=0.5).logpdf(sigma_int) + np.log(sigma_int)).sum()
+        if interactions:   # the shared scale at 0.5, half-Student-t multipliers sigma_int / 0.5
+            lp += halfnorm(scale=INTERACTION_SCALE).logpdf(0.5) + np.log(0.5)
+            multiplier = sigma_int / 0.5
+            lp += (np.log(2) + student_t(INTERACTION_LOCAL_DF).logpdf(multiplier) + np.log(multiplier)).sum()
         return lp
 
     one = (np.array([1.0, 0.3, 0.1]), np.array([0.2, 0.3, 0.4]), np.array([0.1, 0.2, 0.15])[:n_data],
@@ -115,7 +119,8 @@ def test_gradient_matches_finite_differences(form):
     model = C.build_model(c, form=form)
     f = model.logp_dlogp_function(ravel_inputs=True)
     f.set_extra_values({})
-    x = np.random.default_rng(0).normal(-1, 0.5, size=15)      # 3 sigma, tau, seed, config, interaction
+    n_free = sum(np.size(v) for v in model.initial_point().values())   # the log-scales
+    x = np.random.default_rng(0).normal(-1, 0.5, size=n_free)
     _, grad = f(x)
     h = 1e-6
     numeric = np.array([(f(x + h * e)[0] - f(x - h * e)[0]) / (2 * h) for e in np.eye(x.size)])
@@ -151,6 +156,27 @@ def test_binomial_method_refuses_interactions():
     table, _ = simulate_table(spec, {"a": 1.0}, configs=10, seeds=2, random_seed=1)
     with pytest.raises(WhatmattersError, match="interactions"):
         fit(table, spec)
+
+
+@pytest.mark.parametrize("limit,pairs", [(C.AUTO_PAIRS_MAX, True), (10, False)])
+def test_auto_interactions_fit_pairs_when_the_algebra_is_small(monkeypatch, limit, pairs):
+    """analysis.interactions: auto models the pairs when min(cells, columns) is within the
+    cost limit, else main effects; the provenance says which and why."""
+    monkeypatch.setattr(C, "AUTO_PAIRS_MAX", limit)
+    spec = make_spec(datasets=("d1",), interactions="auto", draws=50)
+    spec["sampler"] = {**spec["sampler"], "tune": 50, "chains": 1}
+    table, _ = simulate_table(spec, {"a": 1.0, "b": 0.3}, configs=12, seeds=2, random_seed=1)
+    idata = fit(table, spec)
+    prov = P.provenance_of(idata)
+    assert prov["interactions"] is pairs and ("<=" in prov["interactions_why"]) is pairs
+    assert bool(P.interaction_names(idata.posterior)) is pairs
+
+
+def test_binomial_method_takes_auto_as_main_effects():
+    spec = make_spec(datasets=("d1",), interactions="auto", method="binomial", draws=50)
+    spec["sampler"] = {**spec["sampler"], "tune": 50, "chains": 1}
+    table, _ = simulate_table(spec, {"a": 1.0}, configs=8, seeds=2, random_seed=1)
+    assert not P.interaction_names(fit(table, spec).posterior)
 
 
 PLANTED = {"a": 1.0, "b": 0.45, "c": 0.1}

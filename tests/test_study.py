@@ -82,8 +82,8 @@ BAD = [
     (("analysis", "target_accept"), 1.5, r"analysis.target_accept: expected a number between 0 and 1"),
     (("analysis", "method"), "poisson", r"analysis.method: 'poisson' is not valid; choose one of: collapsed, binomial"),
     (("analysis", "sampler"), "numpyro", r"analysis.sampler: 'numpyro' is not valid; choose one of: auto, nutpie, pymc"),
-    (("analysis", "interactions"), "yes", r"analysis.interactions: expected true or false, got 'yes'"),
-    (("analysis", "interactions"), 1, r"analysis.interactions: expected true or false, got 1"),
+    (("analysis", "interactions"), "yes", r"analysis.interactions: expected true, false or auto, got 'yes'"),
+    (("analysis", "interactions"), 1, r"analysis.interactions: expected true, false or auto, got 1"),
     (("trainer",), {}, r"config: unknown key 'trainer'"),
 ]
 

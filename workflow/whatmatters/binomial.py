@@ -177,7 +177,7 @@ def fit(runs: pd.DataFrame, spec: dict) -> tuple[az.InferenceData, dict]:
     if outcomes.resolve(outcome)["kind"] != "binomial":
         raise WhatmattersError(f"analysis.method: binomial models counts only; outcome {outcome['name']!r} "
                                "is a continuous measurement: use method: collapsed")
-    if spec["model"]["interactions"]:
+    if spec["model"]["interactions"] is True:      # "auto": main effects, the only model here
         raise WhatmattersError("analysis.interactions: true needs analysis.method: collapsed; "
                                "the binomial model has main effects only")
     model = build_model(runs, spec)

@@ -73,6 +73,8 @@ from whatmatters.priors import ALPHA_SD, zero_sum_basis
 from whatmatters.runtable import codes
 from whatmatters.sampling import sample
 
+AUTO_PAIRS_MAX = 200      # interactions: auto fits the pairs when the cheaper exact algebra is at most
+                          # this size (cells or columns of theta): fits of minutes on 2 cores
 MAX_BINS = 24             # weight groups per dataset: bounds the per-gradient work
 BIN_RATIO = 1.02          # finest spacing of bin edges in v (2%)
 
@@ -488,17 +490,28 @@ def fit(runs: pd.DataFrame, spec: dict) -> tuple[az.InferenceData, dict]:
     level_codes, dataset_codes = codes(runs, spec)
     outcome = spec["outcome"]
     y, v = outcomes.response(runs, outcome)
-    c = prepare(level_codes, dataset_codes, y, v,
-                [len(spec["factors"][f]["levels"]) for f in spec["factors"]], list(spec["factors"]),
-                list(spec["datasets"]), interactions=spec["model"]["interactions"],
-                centre=outcomes.centre(runs, outcome, dataset_codes, len(spec["datasets"])))
+    asked = spec["model"]["interactions"]
+
+    def prepared(interactions: bool) -> Collapsed:
+        return prepare(level_codes, dataset_codes, y, v,
+                       [len(spec["factors"][f]["levels"]) for f in spec["factors"]], list(spec["factors"]),
+                       list(spec["datasets"]), interactions=interactions,
+                       centre=outcomes.centre(runs, outcome, dataset_codes, len(spec["datasets"])))
+
+    c = prepared(bool(asked))
+    why = "asked" if asked is True else "not asked"
+    if asked == "auto":
+        size = min(c.cell_r.size, c.n_columns)
+        why = f"auto: the exact algebra is {size} wide ({'<=' if size <= AUTO_PAIRS_MAX else '>'} {AUTO_PAIRS_MAX})"
+        if size > AUTO_PAIRS_MAX:
+            c = prepared(False)
     idata = sample(build_model(c), s)
     effects = draw_effects(c, idata.posterior, seed=int(s["seed"]))
     effects = effects.assign_coords({"chain": idata.posterior["chain"], "draw": idata.posterior["draw"],
                                      "dataset": list(spec["datasets"]),
                                      **{level_dim(f): list(spec["factors"][f]["levels"]) for f in spec["factors"]}})
     idata.posterior = idata.posterior.merge(effects)
-    return idata, {"cells": int(c.group_of_cell.size), "configs": int(np.unique(c.cell_levels, axis=0).shape[0]),
+    return idata, {"interactions": bool(c.pairs), "interactions_why": why, "cells": int(c.group_of_cell.size), "configs": int(np.unique(c.cell_levels, axis=0).shape[0]),
                    "form": c.form,
                    "weight_groups": int(c.variance.size),
                    "max_variance_shift": round(c.max_variance_shift, 4), "theta_columns": c.n_columns}

@@ -9,7 +9,9 @@ continuous one:
     sigma_seed_d        ~ HalfNormal(SEED_SD_SCALE)         seed-to-seed sd
     sigma_config_d      ~ HalfNormal(CONFIG_SD_SCALE)       config residual: what the additive
                                                             prediction misses about a config
-    sigma_interaction_p ~ HalfNormal(INTERACTION_SCALE)     pairwise interactions, per pair (when on)
+    sigma_interaction_p = s_int * lambda_p                   pairwise interactions, per pair (when on):
+    s_int               ~ HalfNormal(INTERACTION_SCALE)     a global scale shared by the pairs, and
+    lambda_p            ~ HalfStudentT(INTERACTION_LOCAL_DF, 1)   a heavy-tailed local one per pair
     beta_f              ~ ZeroSumNormal(sigma_f)            over levels: `zero_sum_basis`
 
 `scales` declares the scales in the model being built, so the two models cannot drift apart.
@@ -29,7 +31,11 @@ TAU_SCALE = 0.5       # dataset deviation relative to the pooled effect: dataset
                       # but a factor that matters on one dataset only (tau ~ 1) is not excluded
 SEED_SD_SCALE = 0.5   # seed-to-seed sd of logit accuracy: typically 0.05..0.3; the tail admits
                       # runs that diverged on one seed only
-INTERACTION_SCALE = 0.5   # sd of pairwise interaction effects: below the main effects', a priori
+INTERACTION_SCALE = 1.0   # global scale of the pairwise interactions: as large as a main effect a priori
+                          # (learning rate x batch size moves accuracy by logits), shrunk towards 0
+                          # together when the table is additive
+INTERACTION_LOCAL_DF = 1  # each pair's own multiplier: heavy-tailed, so one pair can be several times
+                          # the others (an optimizer that fails with one architecture) while the rest shrink
 CONFIG_SD_SCALE = 1.0     # sd of the config residual: interactions unspelled-out are as large as a
                           # main effect a priori; the default study's table puts it near 0.3..0.8
 
@@ -51,8 +57,11 @@ def scales(multi: bool, interactions: bool = False) -> Scales:
     tau = pm.HalfNormal("tau", sigma=TAU_SCALE, dims="factor") if multi else None
     sigma_seed = pm.HalfNormal("sigma_seed", sigma=SEED_SD_SCALE, dims="dataset")
     sigma_config = pm.HalfNormal("sigma_config", sigma=CONFIG_SD_SCALE, dims="dataset")
-    sigma_interaction = (pm.HalfNormal("sigma_interaction", sigma=INTERACTION_SCALE, dims="pair")
-                         if interactions else None)
+    sigma_interaction = None
+    if interactions:
+        shared = pm.HalfNormal("pair_scale", sigma=INTERACTION_SCALE)
+        local = pm.HalfStudentT("pair_multiplier", nu=INTERACTION_LOCAL_DF, sigma=1.0, dims="pair")
+        sigma_interaction = pm.Deterministic("sigma_interaction", shared * local, dims="pair")
     return Scales(sigma, tau, sigma_seed, sigma_config, sigma_interaction)
 
 

@@ -15,7 +15,7 @@ import yaml
 from whatmatters.data import DATASETS, SHIFTS
 from whatmatters.factors import FACTORS
 from whatmatters.registry import REQUIRED, Registry
-from whatmatters.study import (ANALYSIS_DEFAULTS, DESIGNS, DEVICES, EXECUTION_DEFAULTS, MEMORY_FORMATS, METHODS, NAME,
+from whatmatters.study import (ANALYSIS_DEFAULTS, DESIGNS, DEVICES, EXECUTION_DEFAULTS, INTERACTIONS, MEMORY_FORMATS, METHODS, NAME,
                                OUTCOMES, PRECISIONS, SAMPLERS)
 
 _JSON_TYPES = {float: "number", int: "integer", bool: "boolean", str: "string", type(None): "null"}
@@ -117,7 +117,7 @@ def schema() -> dict:
                 "seed": {"type": "integer", "minimum": 0, "default": ANALYSIS_DEFAULTS["seed"]},
                 "method": {"enum": list(METHODS), "default": ANALYSIS_DEFAULTS["method"]},
                 "sampler": {"enum": list(SAMPLERS), "default": ANALYSIS_DEFAULTS["sampler"]},
-                "interactions": {"type": "boolean", "default": ANALYSIS_DEFAULTS["interactions"]},
+                "interactions": {"enum": list(INTERACTIONS), "default": ANALYSIS_DEFAULTS["interactions"]},
                 "allow_missing": {"type": "boolean", "default": ANALYSIS_DEFAULTS["allow_missing"]}}},
         },
     }

@@ -34,6 +34,8 @@ EXECUTION_DEFAULTS = {"runs_per_job": 24, "device": "auto", "threads": 1, "preci
                       "memory_format": "auto", "seed_batch": "auto"}
 METHODS = ("collapsed", "binomial")      # which model is fitted: whatmatters.fitting.METHODS
 SAMPLERS = ("auto", "nutpie", "pymc")     # NUTS implementation; auto lets the fit choose
+INTERACTIONS = (True, False, "auto")     # pairwise interactions: auto lets the fit choose by cost
+                                         # (whatmatters.collapsed.AUTO_PAIRS_MAX)
 ANALYSIS_DEFAULTS = {"chains": 2, "draws": 1000, "tune": 1000, "target_accept": 0.9, "seed": 1,
                      "method": "collapsed", "sampler": "auto", "interactions": False,
                      "allow_missing": False}  # fit without runs whose training failed (named in the logs)
@@ -377,6 +379,11 @@ def _fraction(where, value):
         raise StudyError(f"{where}: expected a number between 0 and 1, got {shown(value)}")
 
 
+def _interactions(where, value):
+    if value not in INTERACTIONS or (value in (0, 1) and not isinstance(value, bool)):
+        raise StudyError(f"{where}: expected true, false or auto, got {shown(value)}")
+
+
 def _boolean(where, value):
     if not isinstance(value, bool):
         raise StudyError(f"{where}: expected true or false, got {shown(value)}")
@@ -400,9 +407,9 @@ def load_study(config: dict[str, Any]) -> dict:
     analysis = _section("analysis", config.get("analysis"), ANALYSIS_DEFAULTS, {
         "chains": _positive_int, "draws": _positive_int, "tune": _positive_int,
         "target_accept": _fraction, "seed": lambda w, v: _positive_int(w, v, minimum=0),
-        "method": _one_of(METHODS), "sampler": _one_of(SAMPLERS), "interactions": _boolean,
+        "method": _one_of(METHODS), "sampler": _one_of(SAMPLERS), "interactions": _interactions,
         "allow_missing": _boolean})
-    if analysis["interactions"] and analysis["method"] != "collapsed":
+    if analysis["interactions"] is True and analysis["method"] != "collapsed":
         raise StudyError("analysis.interactions: true needs analysis.method: collapsed; "
                          "the binomial model has main effects only")
     outcomes = _outcomes(config["outcomes"])

@@ -28,7 +28,8 @@ from whatmatters.errors import WhatmattersError
 from whatmatters.estimands import describe, present, rank_agreement
 from whatmatters.io import atomic_path, provenance, write_json
 from whatmatters.outputs import SUMMARIES
-from whatmatters.posterior import ATTR_FREE, INTERVAL, POOLED, hdi, importance_by_scope, provenance_of, spec_of
+from whatmatters.posterior import (ATTR_FREE, INTERVAL, POOLED, hdi, importance_by_scope, interaction_names,
+                                   provenance_of, spec_of)
 
 log = logging.getLogger(__name__)
 
@@ -211,7 +212,7 @@ def non_additivity(idata: az.InferenceData) -> tuple[dict, list[str]]:
         return {}, []
     spread = (ppc.config_spread(idata) if "constant_data" in idata.groups()
               and "run_level" in idata.constant_data else {})
-    interactions = bool(spec_of(idata).get("model", {}).get("interactions"))
+    interactions = bool(interaction_names(post))        # the pairs the fit modelled
     out, findings = {}, []
     for d in post["dataset"].values:
         ratio, share = (post[v].sel(dataset=d).values.ravel() for v in ("nonadditivity", "nonadditive_share"))
