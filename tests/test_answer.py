@@ -131,6 +131,7 @@ def test_unhealthy_sampling_is_said_first_with_every_problem(tmp_path):
     (lambda f: (f / "ranks.csv").unlink(), "ranks.csv: missing; run the summarize step first"),
     (lambda f: (f / "hypotheses.csv").write_text("hypothesis,text\n"), "hypotheses.csv: no column dataset"),
     (lambda f: (f / "diagnostics.json").write_text("{"), "diagnostics.json: unreadable"),
+    (lambda f: ranks_csv({"d1": D1}).to_csv(f / "ranks.csv"), "train_accuracy/ranks.csv: no rows for 'pooled'"),
 ])
 def test_a_bad_summary_is_named_and_nothing_is_written(tmp_path, damage, message):
     write_outcome(tmp_path)

@@ -23,7 +23,7 @@ from whatmatters.io import provenance, write_text
 from whatmatters.outcomes import OUTCOMES
 from whatmatters.outputs import FIGURES, SUMMARIES
 
-POOLED = "pooled"   # the scope summarize writes for the mean over datasets (posterior.POOLED)
+POOLED = "pooled"   # posterior.POOLED, the scope of the mean over datasets (posterior.py needs arviz; this step does not)
 DIGITS = 2          # probabilities and Kendall's tau as shown: two decimals
 
 # The verdict's colour word, as diagnostics.png's banners say it (plots.diagnostics_figure).
@@ -57,19 +57,19 @@ def _read_csv(path: Path, columns: list[str]) -> pd.DataFrame:
     return table
 
 
-def order(ranks: pd.DataFrame, scope: str = POOLED) -> list[dict]:
+def order(ranks: pd.DataFrame, scope: str = POOLED, source: str = "ranks.csv") -> list[dict]:
     """The factors of one scope, most important first, by expected rank.
 
     Args:
       ranks: ranks.csv (`summarize.rank_probabilities`): `factor`, `dataset`, `rank`,
-        `probability`, all F x F cells of each scope.
+        `probability`, all F x F cells of each scope; `source` names it in an error.
     Returns:
       [{"factor", "place" (1..F), "p_place" (P(rank = place)), "expected_rank"}]; equal
       expected ranks keep the study's factor order.
     """
     cells = ranks[ranks["dataset"] == scope]
     if cells.empty:
-        raise WhatmattersError(f"ranks.csv has no rows for {scope!r}; rerun the summarize step")
+        raise WhatmattersError(f"{source}: no rows for {scope!r}; rerun the summarize step")
     p = cells.pivot(index="factor", columns="rank", values="probability")
     p = p.loc[list(dict.fromkeys(cells["factor"]))]                   # the study's factor order
     expected = (p * p.columns.to_numpy()).sum(axis=1).sort_values(kind="stable")
@@ -95,24 +95,25 @@ def outcome_facts(analysis_dir, outcome: str) -> dict:
       analysis_dir: the folder of the outcomes' summaries (results/analysis).
     Returns:
       {"outcome", "label", "description", "order" (`order`, pooled), "datasets": {dataset:
-      [factor, ...] most important first}, "hypotheses": [{"name", "text", "p_holds",
+      [factor, ...] most important first}, "hypotheses": [{"hypothesis", "text", "p_holds",
       "tau_mean", "tau_hdi_5", "tau_hdi_95"}] (pooled), "diagnostics" (diagnostics.json),
       "fit_revision"}.
     Raises:
       WhatmattersError: a summary file is missing or malformed (one line naming it).
     """
     folder = Path(analysis_dir) / outcome
-    ranks = _read_csv(folder / SUMMARIES["ranks"], ["factor", "dataset", "rank", "probability"])
+    ranks_file = folder / SUMMARIES["ranks"]
+    ranks = _read_csv(ranks_file, ["factor", "dataset", "rank", "probability"])
     hyp = _read_csv(folder / SUMMARIES["hypotheses_table"],
-                ["hypothesis", "text", "dataset", "p_holds", "tau_mean", "tau_hdi_5", "tau_hdi_95"])
+                    ["hypothesis", "text", "dataset", "p_holds", "tau_mean", "tau_hdi_5", "tau_hdi_95"])
     diag = _read(folder / SUMMARIES["diagnostics"], lambda p: json.loads(p.read_text()))
     spec = OUTCOMES.get(outcome, {})
     scopes = [s for s in dict.fromkeys(ranks["dataset"]) if s != POOLED]
     return {
         "outcome": outcome, "label": spec.get("label", outcome.replace("_", " ")),
         "description": spec.get("description", ""),
-        "order": order(ranks),
-        "datasets": {s: [row["factor"] for row in order(ranks, s)] for s in scopes},
+        "order": order(ranks, POOLED, str(ranks_file)),
+        "datasets": {s: [row["factor"] for row in order(ranks, s, str(ranks_file))] for s in scopes},
         "hypotheses": hyp[hyp["dataset"] == POOLED].to_dict("records"),
         "diagnostics": diag,
         "fit_revision": diag.get("provenance", {}).get("fit", {}).get("code_revision", "unknown"),
