@@ -128,11 +128,12 @@ def test_the_reports_first_page_states_the_answer_in_a_browser(chromium, finishe
     lines = first_page(chromium, finished / "results/report.html", tmp_path / "chromium")
     summary = (finished / "results/summary.md").read_text()
     assert "How this answer was made" in lines, lines[:40]
-    end = lines.index("How this answer was made")
-    for outcome in yaml.safe_load(TINY.read_text())["outcomes"]:
+    outcomes = yaml.safe_load(TINY.read_text())["outcomes"]
+    starts = [lines.index(f"{OUTCOMES[o]['label']} ({o})") for o in outcomes]     # a section per outcome
+    ends = [*starts[1:], lines.index("How this answer was made")]
+    for outcome, start, end in zip(outcomes, starts, ends):
         analysis = finished / "results/analysis" / outcome
         label = OUTCOMES[outcome]["label"]
-        start = lines.index(f"{label} ({outcome})")
         page = lines[start:end]
         ranks = pd.read_csv(analysis / "ranks.csv").query("dataset == 'pooled'")
         p = ranks.pivot(index="factor", columns="rank", values="probability")
