@@ -16,7 +16,7 @@ validate(
 )  # the same rules, as a JSON schema
 
 
-report: "workflow/report/workflow.rst"
+report: first_page()  # the study's answer, then workflow/report/workflow.rst
 
 
 include: "workflow/rules/data.smk"

@@ -18,7 +18,7 @@ LAYERS = [   # top first: (what the layer is, its modules)
     ("steps: fit one outcome, run a training job, plot, generate the schema",
      ["fitting", "jobs", "plots", "schema"]),
     ("the models, the summaries, training one config, the study and the run table",
-     ["binomial", "collapsed", "summarize", "train", "study", "analysis_spec", "aggregate"]),
+     ["binomial", "collapsed", "summarize", "answer", "train", "study", "analysis_spec", "aggregate"]),
     ("readers of a posterior, sampling, simulation, designs",
      ["estimands", "classical", "ppc", "sampling", "simulation", "design"]),
     ("building blocks: hypotheses, the run-table check, priors, the config population, datasets",

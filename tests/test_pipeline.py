@@ -4,8 +4,10 @@ import importlib.util
 import json
 import os
 import re
+import shutil
 import subprocess
 import sys
+from html.parser import HTMLParser
 from pathlib import Path
 
 import pandas as pd
@@ -13,6 +15,7 @@ import pytest
 import yaml
 
 from conftest import ROOT
+from whatmatters.outcomes import OUTCOMES
 
 TINY = ROOT / "tests/data/tiny.yaml"
 SLURM_HARNESS = ROOT / "tests/slurm"
@@ -67,6 +70,91 @@ def test_end_to_end_produces_table_posterior_plots_and_report(finished):
             assert (finished / f"results/plots/test_accuracy/{name}.{ext}").stat().st_size > 0
     report = (finished / "results/report.html").read_text(errors="replace")
     assert "ranks.png" in report
+
+
+@pytest.fixture(scope="module")
+def chromium():
+    """Debian's Chromium (`apt-get install chromium`). Skipped, saying why, where it is not
+    installed; a failure instead when WHATMATTERS_REQUIRE_CHROMIUM=1 (CI), so the browser test
+    cannot pass by not running."""
+    path = shutil.which("chromium")
+    if path is None:
+        reason = "no chromium on PATH (apt-get install chromium): the report is not checked in a browser"
+        if os.environ.get("WHATMATTERS_REQUIRE_CHROMIUM") == "1":
+            pytest.fail(f"WHATMATTERS_REQUIRE_CHROMIUM=1 but {reason}")
+        pytest.skip(reason)
+    return path
+
+
+class _VisibleText(HTMLParser):
+    """The text of a page as a reader sees it: scripts and styles left out, a line per block."""
+    BLOCKS = {"p", "li", "h1", "h2", "h3", "h4", "div", "br", "ul", "ol", "tr", "td", "th"}
+
+    def __init__(self):
+        super().__init__()
+        self.parts, self.hidden = [], 0
+
+    def handle_starttag(self, tag, attrs):
+        self.hidden += tag in ("script", "style")
+        self.parts.append("\n" if tag in self.BLOCKS else "")
+
+    def handle_endtag(self, tag):
+        self.hidden -= tag in ("script", "style")
+        self.parts.append("\n" if tag in self.BLOCKS else "")
+
+    def handle_data(self, data):
+        if not self.hidden:
+            self.parts.append(data)
+
+    def lines(self) -> list[str]:
+        return [" ".join(line.split()) for line in "".join(self.parts).splitlines() if line.strip()]
+
+
+def first_page(chromium: str, report: Path, profile: Path) -> list[str]:
+    """The lines of `report` as headless Chromium shows it on opening, its JavaScript run, no click."""
+    dom = subprocess.run([chromium, "--headless", "--disable-gpu", "--no-sandbox", f"--user-data-dir={profile}",
+                          "--virtual-time-budget=10000", "--dump-dom", report.as_uri()],
+                         capture_output=True, text=True, timeout=120, check=True).stdout
+    parser = _VisibleText()
+    parser.feed(dom)
+    return parser.lines()
+
+
+@pytest.mark.slow
+def test_the_reports_first_page_states_the_answer_in_a_browser(chromium, finished, tmp_path):  # no browser: skip first
+    """Opened in Chromium, results/report.html says per outcome the pooled order with each
+    factor's P(rank), each hypothesis's P(holds) and Kendall's tau, and the diagnostics'
+    verdict, as the results files say them; results/summary.md says the same."""
+    lines = first_page(chromium, finished / "results/report.html", tmp_path / "chromium")
+    summary = (finished / "results/summary.md").read_text()
+    assert "How this answer was made" in lines, lines[:40]
+    outcomes = yaml.safe_load(TINY.read_text())["outcomes"]
+    starts = [lines.index(f"{OUTCOMES[o]['label']} ({o})") for o in outcomes]     # a section per outcome
+    ends = [*starts[1:], lines.index("How this answer was made")]
+    for outcome, start, end in zip(outcomes, starts, ends):
+        analysis = finished / "results/analysis" / outcome
+        label = OUTCOMES[outcome]["label"]
+        page = lines[start:end]
+        ranks = pd.read_csv(analysis / "ranks.csv").query("dataset == 'pooled'")
+        p = ranks.pivot(index="factor", columns="rank", values="probability")
+        expected_rank = (p * p.columns.to_numpy()).sum(axis=1)
+        shown = [m.groups() for line in page if (m := re.fullmatch(r"(\S+): rank (\d+) with P = ([\d.]+)", line))]
+        assert sorted(f for f, _, _ in shown) == sorted(p.index), page
+        assert [int(k) for _, k, _ in shown] == list(range(1, len(p) + 1))
+        assert [f"{p.loc[f, int(k)]:.2f}" for f, k, _ in shown] == [prob for _, _, prob in shown]
+        assert list(expected_rank[[f for f, _, _ in shown]]) == sorted(expected_rank)    # most important first
+        for f, k, prob in shown:                                          # summary.md: the same answer
+            assert f"**{f}**: rank {k} with P = {prob}" in summary
+        for h in pd.read_csv(analysis / "hypotheses.csv").query("dataset == 'pooled'").itertuples():
+            fact = f"{h.hypothesis} ({h.text}): P(holds) = {h.p_holds:.2f}, Kendall's tau = {h.tau_mean:.2f}"
+            assert any(line.startswith(fact) for line in page), (fact, page)
+        diag = json.loads((analysis / "diagnostics.json").read_text())
+        verdict = (f"Diagnostics: SAMPLING UNHEALTHY, do not trust these ranks: {diag['problems'][0]}"
+                   if diag["problems"] else f"Diagnostics: MODEL CHECK: {diag['model_check'][0]}"
+                   if diag["model_check"] else "Diagnostics: green: sampling healthy")
+        assert any(line.startswith(verdict) for line in page), (verdict, page)
+        assert f"![{label}: rank probabilities](plots/{outcome}/ranks.png)" in summary    # its figures beside it
+        assert (finished / "results/plots" / outcome / "ranks.png").exists()
 
 
 @pytest.fixture(scope="module")

@@ -105,3 +105,31 @@ rule compare_outcomes:
     shell:
         "python -m whatmatters compare-outcomes {params.posteriors}"
         " --out-csv {output.ranks} --contrasts-csv {output.contrasts} --plot {output.plot} > {log} 2>&1"
+
+
+rule answer:
+    input:
+        summaries=[
+            f"results/analysis/{o}/{SUMMARIES[key]}"
+            for o in OUTCOMES
+            for key in ("ranks", "hypotheses_table", "diagnostics")
+        ],
+        figures=[
+            f"results/plots/{o}/{FIGURES[key]}"
+            for o in OUTCOMES
+            for key in ("ranks", "diagnostics")
+        ],
+        description=DESCRIPTION,
+    output:
+        summary="results/summary.md",
+        page=FIRST_PAGE,
+    log:
+        "results/logs/answer.log",
+    localrule: True
+    conda:
+        "../../envs/aggregate.yaml"
+    params:
+        outcomes=" ".join(f"--outcome {o}" for o in OUTCOMES),
+    shell:
+        "python -m whatmatters answer --analysis-dir results/analysis --plots-dir results/plots {params.outcomes}"
+        " --description {input.description:q} --summary {output.summary} --page {output.page} > {log} 2>&1"

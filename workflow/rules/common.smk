@@ -86,6 +86,19 @@ REPORTED_FIGURES = {
 }
 
 
+# The report opens on the study's answer (rule answer), then the workflow's description.
+DESCRIPTION = f"{WORKFLOW_DIR}/report/workflow.rst"
+FIRST_PAGE = "results/report/first_page.rst"
+
+
+def first_page():
+    """The report's first page (the Snakefile's `report:`): the answer once rule answer has
+    written it, else the description alone. Absolute, as `report:` reads a relative path
+    beside the Snakefile and the page lies in the working directory."""
+    page = Path(FIRST_PAGE).resolve()
+    return str(page) if page.exists() else DESCRIPTION
+
+
 def outcome_files(folder, files, reported):
     """{output name: path} of one outcome's `files` (whatmatters.outputs) in `folder`, those
     the report shows flagged with their caption."""
@@ -102,11 +115,12 @@ def outcome_files(folder, files, reported):
 
 def all_targets():
     """Every output of the study's rules: design, run table, each outcome's summaries and
-    figures, and the outcomes compared."""
+    figures, the outcomes compared, and the answer."""
     per_outcome = [*rules.summarize.output, *rules.plot.output]
     return [
         *rules.design.output,
         *rules.aggregate.output,
         *expand(per_outcome, outcome=OUTCOMES),
         *rules.compare_outcomes.output,
+        *rules.answer.output,
     ]

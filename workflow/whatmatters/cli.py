@@ -168,6 +168,12 @@ def cmd_compare_outcomes(args) -> None:
     plots.plot_outcomes(posteriors, args.plot)
 
 
+def cmd_answer(args) -> None:
+    from whatmatters.answer import write_answer
+
+    write_answer(args.analysis_dir, args.plots_dir, args.outcome, args.summary, args.page, args.description)
+
+
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="whatmatters", description=__doc__.split("\n")[0])
     sub = p.add_subparsers(dest="command", required=True)
@@ -208,6 +214,12 @@ def parser() -> argparse.ArgumentParser:
     add("compare-outcomes", cmd_compare_outcomes, "pooled ranks of every outcome side by side, and contrasts",
         ("--posterior", {"action": "append", "required": True, "help": "OUTCOME=posterior.nc, once per outcome"}),
         ("--out-csv", req), ("--contrasts-csv", req), ("--plot", req))
+    add("answer", cmd_answer, "the study's answer in words: results/summary.md and the report's first page",
+        ("--analysis-dir", req), ("--plots-dir", req),
+        ("--outcome", {"action": "append", "required": True, "help": "an outcome to answer for, once per outcome"}),
+        ("--summary", {**req, "help": "the Markdown answer (results/summary.md)"}),
+        ("--page", {**req, "help": "the report's first page (reStructuredText)"}),
+        ("--description", {**req, "help": "the workflow's description, put after the answer on the page"}))
     return p
 
 
