@@ -119,7 +119,7 @@ def test_schema_rejects_what_the_study_rejects_for_claims(default_config):
 def test_analysis_defaults_and_overrides(default_config):
     analysis = load_study(mutate(default_config, ("analysis",), {}))["analysis"]
     assert {k: analysis[k] for k in ("method", "sampler", "interactions")} == {
-        "method": "collapsed", "sampler": "auto", "interactions": False}
+        "method": "collapsed", "sampler": "auto", "interactions": "auto"}
     config = mutate(default_config, ("analysis",), {"method": "collapsed", "sampler": "nutpie", "interactions": True})
     jsonschema.validate(config, yaml.safe_load(schema_yaml()))
     assert load_study(config)["analysis"]["interactions"] is True

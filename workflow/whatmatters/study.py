@@ -37,7 +37,7 @@ SAMPLERS = ("auto", "nutpie", "pymc")     # NUTS implementation; auto lets the f
 INTERACTIONS = (True, False, "auto")     # pairwise interactions: auto lets the fit choose by cost
                                          # (whatmatters.collapsed.AUTO_PAIRS_MAX)
 ANALYSIS_DEFAULTS = {"chains": 2, "draws": 1000, "tune": 1000, "target_accept": 0.9, "seed": 1,
-                     "method": "collapsed", "sampler": "auto", "interactions": False,
+                     "method": "collapsed", "sampler": "auto", "interactions": "auto",
                      "allow_missing": False}  # fit without runs whose training failed (named in the logs)
 # Sizes a study may ask for: well beyond any study a machine can train, well within what
 # `check` plans in a second or two; a larger ask is refused before anything is built.
