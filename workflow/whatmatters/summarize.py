@@ -233,6 +233,25 @@ def non_additivity(idata: az.InferenceData) -> tuple[dict, list[str]]:
     return out, findings
 
 
+def no_variation(idata: az.InferenceData) -> list[str]:
+    """A line per dataset where every run's count sits at one end (k = n, or k = 0): for
+    `trained`, every run trained (or none did). Nothing varies there, so the fit stands but
+    that dataset's ranks rest on the prior alone."""
+    if "constant_data" not in idata.groups() or "run_successes" not in idata.constant_data:
+        return []
+    data = idata.constant_data
+    k, n, d = (data[v].values for v in ("run_successes", "run_trials", "run_dataset"))
+    label = spec_of(idata).get("outcome", {}).get("label", "the outcome")
+    lines = []
+    for i, name in enumerate(idata.posterior["dataset"].values):
+        mine = d == i
+        for end, at in (("its maximum (k = n)", k[mine] == n[mine]), ("zero (k = 0)", k[mine] == 0)):
+            if mine.any() and at.all():
+                lines.append(f"dataset {name}: all {int(mine.sum())} runs have {label} at {end}: nothing varies, "
+                             f"so its ranks for {label} rest on the prior alone")
+    return lines
+
+
 def diagnostics(idata: az.InferenceData) -> dict:
     """Sampler health: divergences, R-hat, bulk and tail ESS.
 
@@ -242,7 +261,7 @@ def diagnostics(idata: az.InferenceData) -> dict:
 
     Returns:
       {"ok": divergences == 0 and max_rhat <= 1.01, "problems": [why not ok],
-       "warnings": [low ESS], "model_check": [`non_additivity` findings],
+       "warnings": [low ESS; `no_variation`], "model_check": [`non_additivity` findings],
        "non_additivity": {dataset: ...}, "verdict": "healthy" or the first named problem,
        "chains", "draws", "divergences", "max_rhat",
        "worst_rhat_variable", "min_ess_bulk", "min_ess_tail", "thresholds",
@@ -285,6 +304,7 @@ def diagnostics(idata: az.InferenceData) -> dict:
             per_importance.append({"factor": str(f), "dataset": scope,
                                    "rhat": _num(rh.sel(factor=f)), "ess_bulk": _num(eb.sel(factor=f)),
                                    "ess_tail": _num(et.sel(factor=f))})
+    warnings += no_variation(idata)
     nonadditive, model_check = non_additivity(idata)
     verdict = (problems[0] if problems else model_check[0] if model_check else "healthy")
     return {
