@@ -148,5 +148,6 @@ def test_a_dataset_where_every_run_trained_still_fits_and_says_so(planted):
                          train_accuracy=np.where(table["dataset"] == "d2", 0.9, table["train_accuracy"]))
     idata = fit(table, make_spec())
     diag = diagnostics(idata)
-    assert any("d2: all" in w and "rest on the prior" in w for w in diag["warnings"])
+    assert any("dataset d2: all" in w and "every run trained" in w and "rest on the prior" in w
+               for w in diag["warnings"])
     assert np.isfinite(idata.posterior["importance"].values).all()

@@ -245,10 +245,11 @@ def no_variation(idata: az.InferenceData) -> list[str]:
     lines = []
     for i, name in enumerate(idata.posterior["dataset"].values):
         mine = d == i
-        for end, at in (("its maximum (k = n)", k[mine] == n[mine]), ("zero (k = 0)", k[mine] == 0)):
+        for end, at in (("k = n", k[mine] == n[mine]), ("k = 0", k[mine] == 0)):
             if mine.any() and at.all():
-                lines.append(f"dataset {name}: all {int(mine.sum())} runs have {label} at {end}: nothing varies, "
-                             f"so its ranks for {label} rest on the prior alone")
+                lines.append(f"dataset {name}: all {int(mine.sum())} runs have {end} for {label} (for the trained outcome: "
+                             f"{'every run trained' if end == 'k = n' else 'no run trained'}): nothing varies, so "
+                             f"its ranks for {label} rest on the prior alone")
     return lines
 
 
@@ -400,6 +401,7 @@ def _num(arr) -> float | None:
 CONTRASTS = [
     ("train_accuracy", "test_accuracy", "optimization vs generalization"),
     ("test_accuracy", "shifted_accuracy", "in-distribution vs shifted test"),
+    ("trained", "test_accuracy_trained", "whether training works vs generalization when it does"),
 ]
 
 
