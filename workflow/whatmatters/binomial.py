@@ -204,7 +204,12 @@ def fit(runs: pd.DataFrame, spec: dict) -> tuple[az.InferenceData, dict]:
         raise WhatmattersError("analysis.interactions: true needs analysis.method: collapsed; "
                                "the binomial model has main effects only")
     model = build_model(runs, spec)
-    idata = sample(model, spec["sampler"], nutpie_ok=True)
+    # 0/1 outcomes (no seed noise) sample from PyMC's own start: their posterior mode sits
+    # where the scales collapse (a few Bernoulli draws per cell say little), and a mass
+    # matrix from the Laplace approximation there sent NUTS into hundreds of divergences and
+    # R-hat ~2 on 7-factor studies (benchmarks/trained.py), against none and 1.02 without it.
+    seed_noise = spec["outcome"].get("seed_noise", True)
+    idata = sample(model, spec["sampler"], nutpie_ok=True, laplace_ok=seed_noise)
     # the config residuals' means over the study's population, per level (`whatmatters.population`)
     datasets, factors = list(spec["datasets"]), list(spec["factors"])
     level_codes, dataset_codes = codes(runs, spec)
