@@ -2,6 +2,8 @@
 counts as trained, the spec a study gives them, the exact per-cell Binomial model's
 structure, and recovery of planted failure rates (docs/model.md, docs/validation.md)."""
 
+from pathlib import Path
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -9,9 +11,11 @@ import pytest
 from whatmatters import binomial as B
 from whatmatters import outcomes, runtable
 from whatmatters.analysis_spec import analysis_spec
+from whatmatters.config import read_config
 from whatmatters.errors import WhatmattersError
 from whatmatters.outcomes import TRAINED_MARGIN
 from whatmatters.simulation import simulate_trained
+from whatmatters.study import load_study
 
 LEVELS = {"init": ["default", "he", "naive"], "optimizer": ["adam", "sgd", "lion"],
           "schedule": ["constant", "cosine", "warmup"], "loss": ["ce", "smooth", "focal"]}
@@ -50,11 +54,7 @@ def test_derive_adds_zero_one_counts_or_keeps_the_runs_that_trained():
 
 
 def test_the_study_gives_trained_its_chance_levels_and_the_exact_binomial():
-    from whatmatters.study import load_study
-    import yaml
-    from pathlib import Path
-
-    raw = yaml.safe_load((Path(__file__).resolve().parents[1] / "config.yaml").read_text())
+    raw = read_config(Path(__file__).resolve().parents[1] / "config.yaml")
     raw["outcomes"] = ["test_accuracy", "trained", "test_accuracy_trained"]
     raw["analysis"] = {**raw.get("analysis", {}), "method": "collapsed", "interactions": True}
     study = load_study(raw)
