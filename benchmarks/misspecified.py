@@ -52,7 +52,6 @@ def one_study(kind: str, index: int, configs: int | None, seeds: int, interactio
 
     logging.getLogger("pymc").setLevel(logging.ERROR)
     from whatmatters import fitting, summarize
-    from whatmatters.posterior import hdi, importance_by_scope
     from whatmatters.simulation import Scenario
 
     scenario = Scenario(kind, seed=10_000 + 97 * index + 13 * len(kind))
@@ -65,12 +64,27 @@ def one_study(kind: str, index: int, configs: int | None, seeds: int, interactio
     idata = fitting.fit(table, spec)
     seconds = time.perf_counter() - start
     diag = summarize.diagnostics(idata)
+    return {"kind": kind, "index": index, "configs": n_configs, "seeds": seeds, "datasets": len(scenario.datasets),
+            "interactions": interactions, "seconds": round(seconds, 1), "divergences": diag["divergences"],
+            "max_rhat": diag["max_rhat"], "model_check": diag["model_check"],
+            "non_additivity": {d: {k: v[k] for k in ("ratio", "share", "ppc_p_value")}
+                               for d, v in diag["non_additivity"].items()},
+            "scopes": against_truth(idata, scenario.truth)}
+
+
+def against_truth(idata, truth_of: dict) -> dict:
+    """Per scope (pooled and each dataset): the posterior of every factor's importance
+    against its true value (`truth_of`: {factor: {dataset: value}}; pooled: the mean over
+    datasets): 90% HDI and central interval, whether each holds the truth, the pairwise
+    calls, the true top factor's lead and P(it ranks first)."""
+    from whatmatters.posterior import hdi, importance_by_scope
+
     scopes = {}
     for scope, imp in importance_by_scope(idata).items():
         draws = imp.transpose("chain", "draw", "factor").values.reshape(-1, imp.sizes["factor"])
         factors = [str(f) for f in imp["factor"].values]
-        truth = np.array([np.mean(list(scenario.truth[f].values())) if scope == "pooled"
-                          else scenario.truth[f][scope] for f in factors])
+        truth = np.array([np.mean(list(truth_of[f].values())) if scope == "pooled"
+                          else truth_of[f][scope] for f in factors])
         hdis = [hdi(draws[:, i], 0.9) for i in range(len(factors))]
         central = np.quantile(draws, [0.05, 0.95], axis=0).T
         covered = [bool(lo <= t <= hi) for t, (lo, hi) in zip(truth, hdis)]
@@ -88,12 +102,7 @@ def one_study(kind: str, index: int, configs: int | None, seeds: int, interactio
                          "central": central.tolist(),
                          "calls": calls, "lead": float(truth[order[0]] / max(truth[order[1]], 1e-12)),
                          "p_true_top_first": float(first)}
-    return {"kind": kind, "index": index, "configs": n_configs, "seeds": seeds, "datasets": len(scenario.datasets),
-            "interactions": interactions, "seconds": round(seconds, 1), "divergences": diag["divergences"],
-            "max_rhat": diag["max_rhat"], "model_check": diag["model_check"],
-            "non_additivity": {d: {k: v[k] for k in ("ratio", "share", "ppc_p_value")}
-                               for d, v in diag["non_additivity"].items()},
-            "scopes": scopes}
+    return scopes
 
 
 def summarize_class(records: list[dict]) -> dict:

@@ -16,15 +16,17 @@ from whatmatters.train import train_run
 def runs():
     """Two runs' records as run-table rows."""
     data = tiny_data()
-    return pd.DataFrame([{**train_run(data, cheap_levels(), seed=seed, epochs=1), "run_id": f"r{seed}"}
-                         for seed in (0, 1)])
+    return pd.DataFrame([{**train_run(data, cheap_levels(), seed=seed, epochs=1), "run_id": f"r{seed}",
+                          "dataset": "tiny"} for seed in (0, 1)])
 
 
 @pytest.mark.parametrize("name", list(OUTCOMES))
 def test_every_outcome_is_measured_kept_and_modelled(name, runs):
-    o = {"name": name, **OUTCOMES[name]}
+    o = outcomes.spec(name, {"tiny": 1 / tiny_data()["num_classes"]})
     assert o["kind"] in ("binomial", "continuous") and o["better"] in ("higher", "lower") and o["unit"] in SCALE
     assert set(outcomes.columns(o)) <= set(runs.columns) & set(OUTCOME_COLUMNS)   # a run measures it, the table keeps it
+    runs = outcomes.derive(runs, o)              # the columns read from others (which runs trained)
+    assert len(runs) == 2                        # both tiny runs trained
     outcomes.check(runs, o)
     y, v = outcomes.response(runs, o)                                             # (R,) each
     assert y.shape == v.shape == (2,) and np.isfinite(y).all() and (v >= 0).all()

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from whatmatters.outcomes import OUTCOMES
+from whatmatters import outcomes
+from whatmatters.workloads import classes
 
 MAX_PARALLEL_CHAINS = 4   # chains sampled at once, one process each (PyMC's own cap on `cores`)
 
@@ -12,17 +13,21 @@ def analysis_spec(study: dict, outcome: str) -> dict:
     baselines (factors held fixed have no importance to estimate), datasets, the outcome's
     columns, hypotheses, the model (`method`, `interactions`), the sampler's settings and
     whether runs may be missing. Every value is the resolved study's: nothing downstream
-    fills in a default."""
+    fills in a default. An outcome that names its own `method` (`trained`: the exact
+    Binomial, main effects only) gets it whatever analysis.method says; one that reads which
+    runs trained gets `trained_when` (each dataset's chance, 1/classes, and the margin)."""
     analysis = study["analysis"]
+    measured = outcomes.spec(outcome, {d["name"]: 1.0 / classes(d["kind"], d["settings"]) for d in study["datasets"]})
+    method = measured.get("method", analysis["method"])
     return {
         "factors": {
             f: {"levels": list(study["factors"][f]["levels"]), "baseline": study["factors"][f]["baseline"]}
             for f in study["varied"]
         },
         "datasets": [d["name"] for d in study["datasets"]],
-        "outcome": {"name": outcome, **OUTCOMES[outcome]},
+        "outcome": measured,
         "hypotheses": study["hypotheses"],
-        "model": {"method": analysis["method"], "interactions": analysis["interactions"]},
+        "model": {"method": method, "interactions": analysis["interactions"] and method == "collapsed"},
         "sampler": {
             "chains": analysis["chains"], "draws": analysis["draws"], "tune": analysis["tune"],
             "target_accept": analysis["target_accept"], "seed": analysis["seed"],

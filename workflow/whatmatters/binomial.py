@@ -17,6 +17,15 @@ k_r successes (e.g. test examples and correctly classified ones):
     u_c           ~ Normal(0, sigma_config_d)           per cell c (a config on a dataset)
     eps_r         ~ Normal(0, sigma_seed_d)
 
+For a 0/1 outcome (`trained`: did the run train, n_r = 1; the outcome's `seed_noise` is
+False) eps_r is left out: one Bernoulli per run cannot tell a run's own noise from its
+cell's probability (it only moves E[logistic(eta + eps)], which mu_c + u_c already is), so
+the runs of a cell are exchangeable and their k_c of m_c seeds is exactly
+
+    k_c           ~ Binomial(m_c, logistic(mu_c + u_c))                  # Likelihood, per cell
+
+and logistic(mu_c + u_c) is the config's probability of training, the estimand's scale.
+
 beta_f is the pooled effect of each level of f, gamma_f its dataset-specific deviation
 (left out when the study has one dataset), u_c the config residual (what the additive
 prediction misses about a config: interactions, failures that need two factors; every
@@ -86,13 +95,16 @@ def build_model(table: pd.DataFrame, spec: dict) -> pm.Model:
       (dataset_contrast, contrast), `sigma_config` (dataset), `config_tilde` (cell),
       `eta` (run); `tau` and `gamma_tilde` only if
       D > 1. Deterministics, the ones to read: `beta_<f>` (level_<f>) and `gamma_<f>`
-      (dataset, level_<f>). Observed: `<outcome successes column>` (run).
+      (dataset, level_<f>). Observed: `<outcome successes column>` (run). Without seed
+      noise (the outcome's `seed_noise` False) there is no `sigma_seed` nor `eta`, and the
+      observed counts are per cell (cell): k_c of m_c.
 
     Raises:
       WhatmattersError: a needed column is missing, a level or dataset is not in the spec,
         a spec dataset has no runs, run ids repeat, or counts are missing or impossible.
     """
     factors, datasets = list(spec["factors"]), list(spec["datasets"])
+    seed_noise = spec["outcome"].get("seed_noise", True)
     runs = checked(table, spec)
     successes = runs[spec["outcome"]["successes"]].to_numpy(dtype="int64")
     trials = runs[spec["outcome"]["trials"]].to_numpy(dtype="int64")
@@ -126,7 +138,7 @@ def build_model(table: pd.DataFrame, spec: dict) -> pm.Model:
         # Priors
         alpha = pm.Normal("alpha", mu=pooled_logit(successes, trials, dataset_of_run, len(datasets)),
                           sigma=priors.ALPHA_SD, dims="dataset")
-        scales = priors.scales(multi)
+        scales = priors.scales(multi, seed_noise=seed_noise)
         sigma, sigma_seed = scales.sigma, scales.sigma_seed
 
         # beta_f ~ ZeroSumNormal(sigma_f): L_f - 1 iid Normal(0, sigma_f) contrasts on an
@@ -151,6 +163,17 @@ def build_model(table: pd.DataFrame, spec: dict) -> pm.Model:
         config_tilde = pm.Normal("config_tilde", mu=0.0, sigma=1.0, dims="cell")
         config_residual = pm.Deterministic(
             "config_residual", scales.sigma_config[cell_keys[:, 0]] * config_tilde, dims="cell")
+
+        if not seed_noise:
+            # Likelihood: k_c ~ Binomial(m_c, logistic(mu_c + u_c)), the runs of a cell pooled
+            first_run = np.unique(cell_of_run.ravel(), return_index=True)[1]          # one run per cell
+            mu_cell = (alpha[cell_keys[:, 0]] + effect.flatten()[cells[first_run]].sum(axis=1)
+                       + config_residual)                                            # (cell,)
+            pm.Binomial(spec["outcome"]["successes"],
+                        n=np.bincount(cell_of_run.ravel(), weights=trials).astype("int64"),
+                        logit_p=mu_cell, observed=np.bincount(cell_of_run.ravel(), weights=successes).astype("int64"),
+                        dims="cell")
+            return model
 
         # mu_r = alpha_d + sum_f (beta_f + gamma_f)[d, l_f(r)] + u_c(r)
         mu = (alpha[dataset_idx] + effect.flatten()[cell].sum(axis=1)
@@ -181,7 +204,12 @@ def fit(runs: pd.DataFrame, spec: dict) -> tuple[az.InferenceData, dict]:
         raise WhatmattersError("analysis.interactions: true needs analysis.method: collapsed; "
                                "the binomial model has main effects only")
     model = build_model(runs, spec)
-    idata = sample(model, spec["sampler"], nutpie_ok=True)
+    # 0/1 outcomes (no seed noise) sample from PyMC's own start: their posterior mode sits
+    # where the scales collapse (a few Bernoulli draws per cell say little), and a mass
+    # matrix from the Laplace approximation there sent NUTS into hundreds of divergences and
+    # R-hat ~2 on 7-factor studies (benchmarks/trained.py), against none and 1.02 without it.
+    seed_noise = spec["outcome"].get("seed_noise", True)
+    idata = sample(model, spec["sampler"], nutpie_ok=True, laplace_ok=seed_noise)
     # the config residuals' means over the study's population, per level (`whatmatters.population`)
     datasets, factors = list(spec["datasets"]), list(spec["factors"])
     level_codes, dataset_codes = codes(runs, spec)

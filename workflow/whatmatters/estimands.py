@@ -166,7 +166,8 @@ def add_nonadditivity(posterior: xr.Dataset, level_codes: np.ndarray, dataset_co
     """Add `nonadditivity` and `nonadditive_share` (module docstring) to `posterior`, in place.
 
     Args:
-      posterior: holds `sigma_config`, `sigma_seed` (chain, draw, dataset) and `importance`.
+      posterior: holds `sigma_config`, `sigma_seed` (chain, draw, dataset; taken as 0 where
+        the model has no seed noise) and `importance`.
       level_codes: (R, F); dataset_codes: (R,); variance: (R,) each run's measurement
         variance on the model's scale (`whatmatters.outcomes.response`).
     """
@@ -174,7 +175,8 @@ def add_nonadditivity(posterior: xr.Dataset, level_codes: np.ndarray, dataset_co
         return
     datasets = posterior["dataset"].values
     config = posterior["sigma_config"].transpose("chain", "draw", "dataset").values ** 2
-    seed = posterior["sigma_seed"].transpose("chain", "draw", "dataset").values ** 2
+    seed = (posterior["sigma_seed"].transpose("chain", "draw", "dataset").values ** 2
+            if "sigma_seed" in posterior else np.zeros(config.shape))            # none for a 0/1 outcome
     noise = np.zeros(config.shape)
     for d in range(len(datasets)):
         mine = dataset_codes == d

@@ -13,6 +13,16 @@ the cell mean with seed noise plus a known measurement variance v_r.
 A run whose network diverged is scored like any other run (DESIGN.md, "Failure is data"):
 `whatmatters.train.evaluate` scores non-finite outputs as a uniform guess, so a diverged
 run has chance accuracy, cross-entropy log(classes) and the calibration error of a guess.
+
+Two outcomes split "fails to train or fails to generalize" in two, read from columns the
+run table already has (`derive`):
+
+  trained                 1 if the run did not diverge and its training accuracy beat chance
+                          (1 / the dataset's classes) by more than TRAINED_MARGIN, else 0.
+                          A 0/1 per run: k_c of a config's m_c seeds trained is modelled with
+                          the exact Binomial(m_c, p_c) and no seed noise (`seed_noise`:
+                          False), whatever the study's analysis.method (`method`).
+  test_accuracy_trained   test accuracy fitted on the runs that trained only (`among`).
 """
 
 from __future__ import annotations
@@ -22,6 +32,9 @@ import numpy as np
 from whatmatters.errors import WhatmattersError
 
 LOG_FLOOR = 1e-4   # continuous values below this are read as it (log of ~0 is not a measurement)
+TRAINED_MARGIN = 0.1   # a run trained if its training accuracy > chance + this (10 points; chance =
+                       # 1/classes): a net stuck at a constant guess or the class prior sits at chance;
+                       # the default study's stuck runs sit at 10-20%, the rest well above
 
 OUTCOMES = {   # name -> analysis spec of the outcome (JSON-ready)
     "test_accuracy": {
@@ -45,6 +58,17 @@ OUTCOMES = {   # name -> analysis spec of the outcome (JSON-ready)
         "label": "final training loss", "unit": "nats",
         "description": "cross-entropy on the full training set after training, whatever loss was "
                        "optimised: the same yardstick for every loss function"},
+    "trained": {
+        "kind": "binomial", "successes": "trained", "trials": "trained_trials", "better": "higher",
+        "label": "trained", "unit": "pp", "derived": "trained",
+        "method": "binomial", "seed_noise": False,   # 0/1 per run: exact Binomial over a config's seeds
+        "description": "whether training worked: the run did not diverge and its training accuracy beat "
+                       "chance (1/classes) by the margin; k of a config's seeds, exact binomial likelihood"},
+    "test_accuracy_trained": {
+        "kind": "binomial", "successes": "n_test_correct", "trials": "n_test", "better": "higher",
+        "label": "test accuracy of runs that trained", "unit": "pp", "among": "trained",
+        "description": "accuracy on the held-out test set of the runs that trained only: generalization "
+                       "given that training worked"},
 }
 SCALE = {"pp": 100.0, "nats": 1.0}   # natural-scale unit -> multiplier of the inverse transform
 
@@ -60,6 +84,56 @@ def resolve(outcome: dict | None) -> dict:
             **outcome}
 
 
+def needs_trained(outcome: dict) -> bool:
+    """Whether the outcome reads which runs trained (`trained`, or an outcome among them)."""
+    return outcome.get("derived") == "trained" or outcome.get("among") == "trained"
+
+
+def spec(name: str, chance: dict[str, float] | None = None) -> dict:
+    """The analysis spec's outcome `name`: its OUTCOMES entry and, for an outcome that reads
+    which runs trained, `trained_when` from `chance` ({dataset: 1/classes})."""
+    o = {"name": name, **OUTCOMES[name]}
+    if needs_trained(o):
+        if chance is None:
+            raise WhatmattersError(f"outcome {name!r} needs each dataset's chance accuracy (1/classes)")
+        o["trained_when"] = trained_when(chance)
+    return o
+
+
+def trained_when(chance: dict[str, float], margin: float = TRAINED_MARGIN) -> dict:
+    """What `trained` means in a spec: {"chance": {dataset: 1/classes}, "margin": margin}."""
+    return {"chance": {d: float(c) for d, c in chance.items()}, "margin": float(margin)}
+
+
+def trained(table: pd.DataFrame, when: dict) -> np.ndarray:  # noqa: F821
+    """(R,) bool: the run did not diverge and its train accuracy > chance of its dataset + margin.
+
+    `when` is `trained_when(...)`; a dataset it does not name raises WhatmattersError."""
+    unknown = sorted(set(table["dataset"].astype(str)) - set(when["chance"]))
+    if unknown:
+        raise WhatmattersError(f"outcome 'trained': no chance level (1/classes) for dataset(s) {unknown}; "
+                               f"the spec names {sorted(when['chance'])}")
+    chance = table["dataset"].astype(str).map(when["chance"]).to_numpy(float)
+    accuracy = np.asarray(table["train_accuracy"], float)
+    return (table["status"].astype(str).to_numpy() != "diverged") & (accuracy > chance + when["margin"])
+
+
+def derive(table: pd.DataFrame, outcome: dict) -> pd.DataFrame:  # noqa: F821
+    """The table as the outcome reads it: with `trained` (0/1) and `trained_trials` (1) per run
+    for the `trained` outcome, or only the runs that trained for an outcome `among` them.
+    Other outcomes get the table back unchanged. The outcome spec holds `trained_when`."""
+    o = resolve(outcome)
+    if not needs_trained(o):
+        return table
+    if "trained_when" not in o:
+        raise WhatmattersError(f"outcome {o['name']!r}: the spec lacks `trained_when` (chance per dataset "
+                               "and margin); build it with whatmatters.analysis_spec")
+    ok = trained(table, o["trained_when"])
+    if o.get("among") == "trained":
+        return table.loc[ok].reset_index(drop=True)
+    return table.assign(trained=ok.astype("int64"), trained_trials=np.ones(len(table), dtype="int64"))
+
+
 def empirical_logit(successes, trials) -> tuple[np.ndarray, np.ndarray]:
     """(y, v): empirical logit of k/n and its delta-method variance, per run."""
     k, n = np.asarray(successes, float), np.asarray(trials, float)
@@ -73,10 +147,16 @@ def pooled_logit(successes, trials, dataset_idx, n_datasets) -> np.ndarray:
     return np.log((k + 0.5) / (n - k + 0.5))
 
 
+TRAINED_COLUMNS = ["status", "train_accuracy"]   # what `trained` is read from
+
+
 def columns(outcome: dict) -> list[str]:
-    """The run-table columns the outcome is read from."""
+    """The run-table columns the outcome is read from (before `derive`)."""
     o = resolve(outcome)
-    return [o["successes"], o["trials"]] if o["kind"] == "binomial" else [o["column"]]
+    if o.get("derived") == "trained":
+        return list(TRAINED_COLUMNS)
+    own = [o["successes"], o["trials"]] if o["kind"] == "binomial" else [o["column"]]
+    return own + (TRAINED_COLUMNS if needs_trained(o) else [])
 
 
 def check(table: pd.DataFrame, outcome: dict) -> None:  # noqa: F821

@@ -45,7 +45,9 @@ def replicate(idata: az.InferenceData, n_draws: int = 100, seed: int = 0) -> np.
         cell_data[cell] = d
         config_sd = post["sigma_config"].transpose("sample", "dataset").values[:, cell_data]   # (S, C)
         mu = mu + (rng.normal(size=config_sd.shape) * config_sd)[:, cell]
-    eta = mu + rng.normal(size=mu.shape) * post["sigma_seed"].transpose("sample", "dataset").values[:, d]
+    eta = mu
+    if "sigma_seed" in post:                       # a 0/1 outcome (`trained`) has no seed noise
+        eta = mu + rng.normal(size=mu.shape) * post["sigma_seed"].transpose("sample", "dataset").values[:, d]
     outcome = spec_of(idata)["outcome"]
     trials = data["run_trials"].values if "run_trials" in data else None
     return outcomes.replicate(outcome, eta, trials, rng)

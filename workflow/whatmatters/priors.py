@@ -44,18 +44,19 @@ class Scales(NamedTuple):
     """The scales' random variables; None where the model leaves one out."""
     sigma: object                 # (factor,)
     tau: object | None            # (factor,), only with more than one dataset
-    sigma_seed: object            # (dataset,)
+    sigma_seed: object | None     # (dataset,), None without seed noise (a 0/1 outcome)
     sigma_config: object          # (dataset,)
     sigma_interaction: object | None   # (pair,), only with interactions
 
 
-def scales(multi: bool, interactions: bool = False) -> Scales:
+def scales(multi: bool, interactions: bool = False, seed_noise: bool = True) -> Scales:
     """Declare the scales' priors in the model being built (inside `with pm.Model(...)`,
     whose coords hold `factor`, `dataset` and, with interactions, `pair`): `tau` only if
-    `multi` (D > 1), `sigma_interaction` only if `interactions`."""
+    `multi` (D > 1), `sigma_interaction` only if `interactions`, `sigma_seed` only if
+    `seed_noise` (a 0/1 outcome per run cannot tell seed noise from its mean)."""
     sigma = pm.HalfNormal("sigma", sigma=SIGMA_SCALE, dims="factor")
     tau = pm.HalfNormal("tau", sigma=TAU_SCALE, dims="factor") if multi else None
-    sigma_seed = pm.HalfNormal("sigma_seed", sigma=SEED_SD_SCALE, dims="dataset")
+    sigma_seed = pm.HalfNormal("sigma_seed", sigma=SEED_SD_SCALE, dims="dataset") if seed_noise else None
     sigma_config = pm.HalfNormal("sigma_config", sigma=CONFIG_SD_SCALE, dims="dataset")
     sigma_interaction = None
     if interactions:

@@ -1,7 +1,8 @@
 """The run table as an analysis reads it: checked against the analysis spec, then coded.
 
 One row per run (R rows): `run_id`, `dataset`, one column per factor of the spec holding
-level names, and the outcome's columns (`whatmatters.outcomes.columns`). Both models and
+level names, and the outcome's columns (`whatmatters.outcomes.columns`; derived ones, such
+as which runs trained, are added by `whatmatters.outcomes.derive`). Both models and
 the classical cross-check read it through `checked`, so a table is refused the same way,
 with the same message, whoever reads it.
 """
@@ -39,6 +40,19 @@ def checked(table: pd.DataFrame, spec: dict) -> pd.DataFrame:
     unknown = sorted(set(table["dataset"].astype(str)) - set(datasets))
     if unknown:
         raise WhatmattersError(f"run table has dataset(s) {unknown} not in the spec's datasets {datasets}")
+    for col in outcomes.columns(outcome):
+        if table[col].isna().any():
+            bad = table.loc[table[col].isna(), "run_id"].head(5).tolist()
+            raise WhatmattersError(f"column {col!r} is missing for run(s) {bad}; "
+                                   "diverged runs need their measured values too")
+    among = outcomes.derive(table, outcome)
+    if len(among) < len(table):
+        none = [d for d in datasets if (table["dataset"] == d).any() and not (among["dataset"] == d).any()]
+        if none:
+            raise WhatmattersError(f"outcome {outcome['name']!r}: no run on dataset(s) {none} trained, so there "
+                                   "is no accuracy among runs that trained to fit; see outcome 'trained', or "
+                                   f"drop {outcome['name']!r} from outcomes")
+    table = among
     absent = [d for d in datasets if not (table["dataset"] == d).any()]
     if absent:
         raise WhatmattersError(f"spec dataset(s) {absent} have no runs in the table; "
@@ -51,11 +65,6 @@ def checked(table: pd.DataFrame, spec: dict) -> pd.DataFrame:
         if extra:
             raise WhatmattersError(f"factor {f!r} has levels {extra} in the run table that are not in the spec's "
                                    f"levels {levels}; add them to the spec or drop the runs at level(s) {extra}")
-    for col in outcomes.columns(outcome):
-        if table[col].isna().any():
-            bad = table.loc[table[col].isna(), "run_id"].head(5).tolist()
-            raise WhatmattersError(f"column {col!r} is missing for run(s) {bad}; "
-                                   "diverged runs need their measured values too")
     outcomes.check(table, outcome)
     return table.reset_index(drop=True)
 

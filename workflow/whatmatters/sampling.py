@@ -21,10 +21,11 @@ LAPLACE_MAX_DIM = 200   # free dimensions up to which NUTS starts from the Lapla
 LAPLACE_WEIGHT = 10     # draws' worth of weight the Laplace covariance keeps in the mass matrix's adaptation
 
 
-def sample(model: pm.Model, s: dict, nutpie_ok: bool = False) -> az.InferenceData:
+def sample(model: pm.Model, s: dict, nutpie_ok: bool = False, laplace_ok: bool = True) -> az.InferenceData:
     """NUTS on `model` with the study's settings: nutpie when asked for, or when installed,
     `nuts` is "auto" and the model is a plain PyTensor graph (`nutpie_ok`); otherwise
-    PyMC's own NUTS. The collapsed model's likelihood is a numpy Op that nutpie's numba
+    PyMC's own NUTS, started from the Laplace approximation when the model is small and
+    `laplace_ok`. The collapsed model's likelihood is a numpy Op that nutpie's numba
     backend can only run in object mode: 163 s against PyMC's 48 s on a 20,000-run table.
 
     Returns the InferenceData of the model's variables; `posterior.attrs` names the free
@@ -44,7 +45,8 @@ def sample(model: pm.Model, s: dict, nutpie_ok: bool = False) -> az.InferenceDat
                               target_accept=float(s["target_accept"]), progress_bar=False)
     else:
         kwargs = {"target_accept": float(s["target_accept"])}
-        if sum(int(np.prod(model.initial_point()[v.name].shape)) for v in model.value_vars) <= LAPLACE_MAX_DIM:
+        if laplace_ok and sum(int(np.prod(model.initial_point()[v.name].shape))
+                              for v in model.value_vars) <= LAPLACE_MAX_DIM:
             kwargs = _laplace_start(model, int(s["chains"]), float(s["target_accept"]), int(s["seed"]))
         with model:
             idata = pm.sample(

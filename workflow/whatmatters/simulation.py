@@ -251,3 +251,103 @@ def balanced_configs(sizes: list[int], n: int, rng: np.random.Generator) -> np.n
             swap = rng.integers(n, size=dup.size)
             configs[dup, i], configs[swap, i] = configs[swap, i], configs[dup, i].copy()
     return configs
+
+
+# ---------------------------------------------------------------------------------------
+# Training that fails: the `trained` outcome and accuracy among the runs that trained
+
+def simulate_trained(spec: dict, trained: dict[str, float], *, pair: tuple[str, str, float] | None = None,
+                     accuracy_importance: dict[str, float] | None = None, configs: int = 48, seeds: int = 3,
+                     trained_rate: float = 0.7, dataset_deviation: float = 0.2, classes: int = 10,
+                     trials: int = 500, accuracy: float = 0.85, seed_sd: float = 0.15,
+                     random_seed: int = 0) -> tuple[pd.DataFrame, dict]:
+    """A run table whose runs fail to train with planted, per-config probabilities, and the truth.
+
+    On dataset d, config c trains with probability p_{c,d}, where
+
+        logit p_{c,d} = logit(trained_rate) + sum_f t_{f,d}[l_f(c)] - size * [c has f and g at their last levels]
+
+    t_{f,d} = a zero-sum vector of sd exactly `trained[f]` (pooled) plus a dataset deviation
+    of relative size `dataset_deviation`; `pair = (f, g, size)` is a two-factor failure (a
+    learning rate too high *with* a bad init). Each of a config's `seeds` runs trains or not,
+    independently. A run that trained has test accuracy from additive logit effects of sd
+    `accuracy_importance[f]` (and seed noise `seed_sd`) and a training accuracy above
+    it; one that did not either diverged (status "diverged") or is stuck near chance, with
+    training accuracy at most chance + `whatmatters.outcomes.TRAINED_MARGIN` (chance = 1/classes),
+    and test accuracy at chance. `balanced_configs` picks the `configs` configs.
+
+    The truth is model-free (docs/model.md, "The estimand"), over the full factorial of the
+    spec's levels: per dataset, factor f's importance for `trained` is the sd over its
+    levels of the marginal means of logit p_{c,d}; for `test_accuracy_trained` it is the sd
+    of the planted accuracy effects (among runs that trained the expected logit accuracy is
+    additive).
+
+    Returns:
+      (table, truth): the table has the run-table columns both outcomes read (`status`,
+      `train_accuracy`, `n_test`, `n_test_correct`, ...); truth maps "trained" and
+      "test_accuracy_trained" -> {factor: {dataset: importance}}, and "trained_rate" ->
+      {dataset: mean p over the full factorial}.
+    """
+    from whatmatters.outcomes import TRAINED_MARGIN
+
+    rng = np.random.default_rng(random_seed)
+    factors, datasets = list(spec["factors"]), list(spec["datasets"])
+    sizes = [len(spec["factors"][f]["levels"]) for f in factors]
+    accuracy_importance = accuracy_importance or {}
+    if pair is not None and not (pair[0] in factors and pair[1] in factors and pair[0] != pair[1]):
+        raise ValueError(f"pair={pair!r}: expected (factor, another factor, size) with factors of {factors}")
+
+    def zero_sum(n, sd):
+        v = rng.normal(size=n)
+        v -= v.mean()
+        return v * sd / v.std(ddof=1) if sd > 0 else np.zeros(n)
+
+    def effects(importance):       # {(f, d): (L_f,)} pooled effect plus a dataset deviation
+        pooled = {f: zero_sum(n, importance.get(f, 0.0)) for f, n in zip(factors, sizes)}
+        return {(f, d): pooled[f] + zero_sum(n, dataset_deviation * importance.get(f, 0.0))
+                for f, n in zip(factors, sizes) for d in datasets}
+
+    t, a = effects(trained), effects(accuracy_importance)
+    grid = np.indices(sizes).reshape(len(sizes), -1).T                               # (N, F) full factorial
+    logit_p = {}
+    for d in datasets:
+        value = np.full(len(grid), np.log(trained_rate / (1 - trained_rate)))
+        for i, f in enumerate(factors):
+            value = value + t[f, d][grid[:, i]]
+        if pair is not None:
+            i, j = factors.index(pair[0]), factors.index(pair[1])
+            value = value - pair[2] * ((grid[:, i] == sizes[i] - 1) & (grid[:, j] == sizes[j] - 1))
+        logit_p[d] = value                                                             # (N,)
+
+    def level_sd(values, i):       # sd over factor i's levels of the marginal means over the grid
+        return float((np.bincount(grid[:, i], weights=values) / (len(grid) / sizes[i])).std(ddof=1))
+
+    truth = {
+        "trained": {f: {d: level_sd(logit_p[d], i) for d in datasets} for i, f in enumerate(factors)},
+        "test_accuracy_trained": {f: {d: float(np.std(a[f, d], ddof=1)) for d in datasets} for f in factors},
+        "trained_rate": {d: float(np.mean(1 / (1 + np.exp(-logit_p[d])))) for d in datasets},
+    }
+
+    chance = 1.0 / classes
+    ceiling = int(np.floor((chance + TRAINED_MARGIN) * trials))    # a stuck run's most correct training examples
+    rows = []
+    for c in balanced_configs(sizes, configs, rng):
+        index = int(np.ravel_multi_index(tuple(c), sizes))
+        for d in datasets:
+            p = 1 / (1 + np.exp(-logit_p[d][index]))
+            for seed in range(seeds):
+                status = "ok"
+                if rng.random() < p:
+                    eta = (np.log(accuracy / (1 - accuracy)) + rng.normal(0, seed_sd)
+                           + sum(a[f, d][c[i]] for i, f in enumerate(factors)))
+                    k_test = int(rng.binomial(trials, 1 / (1 + np.exp(-eta))))
+                    k_train = max(int(rng.binomial(trials, 1 / (1 + np.exp(-(eta + 0.5))))), ceiling + 1)
+                else:
+                    status = "diverged" if rng.random() < 0.5 else "ok"
+                    k_test = int(rng.binomial(trials, chance))
+                    k_train = min(int(rng.binomial(trials, chance + TRAINED_MARGIN / 2)), ceiling)
+                rows.append({"run_id": f"{d}/{index}/{seed}", "dataset": d, "config_id": str(index), "seed": seed,
+                             "status": status, **{f: spec["factors"][f]["levels"][c[i]] for i, f in enumerate(factors)},
+                             "n_test": trials, "n_test_correct": k_test, "test_accuracy": k_test / trials,
+                             "n_train": trials, "n_train_correct": k_train, "train_accuracy": k_train / trials})
+    return pd.DataFrame(rows), truth

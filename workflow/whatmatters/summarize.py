@@ -234,6 +234,26 @@ def non_additivity(idata: az.InferenceData) -> tuple[dict, list[str]]:
     return out, findings
 
 
+def no_variation(idata: az.InferenceData) -> list[str]:
+    """A line per dataset where every run's count sits at one end (k = n, or k = 0): for
+    `trained`, every run trained (or none did). Nothing varies there, so the fit stands but
+    that dataset's ranks rest on the prior alone."""
+    if "constant_data" not in idata.groups() or "run_successes" not in idata.constant_data:
+        return []
+    data = idata.constant_data
+    k, n, d = (data[v].values for v in ("run_successes", "run_trials", "run_dataset"))
+    label = spec_of(idata).get("outcome", {}).get("label", "the outcome")
+    lines = []
+    for i, name in enumerate(idata.posterior["dataset"].values):
+        mine = d == i
+        for end, at in (("k = n", k[mine] == n[mine]), ("k = 0", k[mine] == 0)):
+            if mine.any() and at.all():
+                lines.append(f"dataset {name}: all {int(mine.sum())} runs have {end} for {label} (for the trained outcome: "
+                             f"{'every run trained' if end == 'k = n' else 'no run trained'}): nothing varies, so "
+                             f"its ranks for {label} rest on the prior alone")
+    return lines
+
+
 def diagnostics(idata: az.InferenceData) -> dict:
     """Sampler health: divergences, R-hat, bulk and tail ESS.
 
@@ -243,7 +263,7 @@ def diagnostics(idata: az.InferenceData) -> dict:
 
     Returns:
       {"ok": divergences == 0 and max_rhat <= 1.01, "problems": [why not ok],
-       "warnings": [low ESS], "model_check": [`non_additivity` findings],
+       "warnings": [low ESS; `no_variation`], "model_check": [`non_additivity` findings],
        "non_additivity": {dataset: ...}, "verdict": "healthy" or the first named problem,
        "chains", "draws", "divergences", "max_rhat",
        "worst_rhat_variable", "min_ess_bulk", "min_ess_tail", "thresholds",
@@ -286,6 +306,7 @@ def diagnostics(idata: az.InferenceData) -> dict:
             per_importance.append({"factor": str(f), "dataset": scope,
                                    "rhat": _num(rh.sel(factor=f)), "ess_bulk": _num(eb.sel(factor=f)),
                                    "ess_tail": _num(et.sel(factor=f))})
+    warnings += no_variation(idata)
     nonadditive, model_check = non_additivity(idata)
     verdict = (problems[0] if problems else model_check[0] if model_check else "healthy")
     return {
@@ -381,6 +402,7 @@ def _num(arr) -> float | None:
 CONTRASTS = [
     ("train_accuracy", "test_accuracy", "optimization vs generalization"),
     ("test_accuracy", "shifted_accuracy", "in-distribution vs shifted test"),
+    ("trained", "test_accuracy_trained", "whether training works vs generalization when it does"),
 ]
 
 

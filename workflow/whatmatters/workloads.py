@@ -59,17 +59,22 @@ SPLIT_SIZES = {
 }
 
 
+def classes(kind: str, settings: dict) -> int:
+    """How many classes a dataset kind has (its chance accuracy is 1 / classes)."""
+    return SPLIT_SIZES[kind](settings)[2]
+
+
 def split_problem(kind: str, settings: dict, subsample: int | None) -> tuple[str, str] | None:
     """(setting, why) when a dataset's training or test split would hold fewer examples than
     it has classes, or `subsample` asks for more training examples than there are; else None."""
-    n_train, n_test, classes = SPLIT_SIZES[kind](settings)
+    n_train, n_test, n_classes = SPLIT_SIZES[kind](settings)
     key = "test_fraction" if "test_fraction" in settings else "kind"
     for split, n in (("training", n_train), ("test", n_test)):
-        if n < classes:
-            return key, (f"{settings.get(key, kind)} leaves {n} {split} examples for {classes} classes; "
+        if n < n_classes:
+            return key, (f"{settings.get(key, kind)} leaves {n} {split} examples for {n_classes} classes; "
                          "each split needs at least one example per class")
-    if subsample is not None and subsample < classes:
-        return "subsample", f"{subsample} training examples for {classes} classes; use at least {classes}"
+    if subsample is not None and subsample < n_classes:
+        return "subsample", f"{subsample} training examples for {n_classes} classes; use at least {n_classes}"
     if subsample is not None and subsample > n_train:
         return "subsample", f"{subsample} is more than the {n_train} training examples available; use at most {n_train}"
     return None
