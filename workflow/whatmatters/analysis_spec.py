@@ -27,7 +27,7 @@ def analysis_spec(study: dict, outcome: str) -> dict:
         "datasets": [d["name"] for d in study["datasets"]],
         "outcome": measured,
         "hypotheses": study["hypotheses"],
-        "model": {"method": method, "interactions": analysis["interactions"] and method == "collapsed"},
+        "model": {"method": method, "interactions": analysis["interactions"] if method == "collapsed" else False},
         "sampler": {
             "chains": analysis["chains"], "draws": analysis["draws"], "tune": analysis["tune"],
             "target_accept": analysis["target_accept"], "seed": analysis["seed"],
