@@ -521,3 +521,16 @@ def test_a_job_retrained_for_a_changed_run_is_not_rerun_again(tmp_path):
     assert re.search(r"whatmatters: stored runs changed after results/runs/digits/jobs/job0000.json was "
                      r"written \(results/runs/digits/c\w+/1.json\): rerunning that job", result.stderr), result.stderr
     assert "Nothing to be done" in (again := snakemake(workdir, target, config=study)).stdout + again.stderr
+
+
+@pytest.mark.parametrize("umask, mode", [(0o022, 0o644), (0o027, 0o640), (0o077, 0o600)])
+def test_written_results_take_the_umask_mode_not_0600(tmp_path, umask, mode):
+    """Atomic writes go through a mkstemp file (mode 0600); the result must get the mode a
+    plain open() would give, so a group sharing a cluster project directory can read it."""
+    code = (f"import os; os.umask({umask}); from whatmatters import io; "
+            f"io.write_json({str(tmp_path / 'a.json')!r}, {{'x': 1}}); "
+            f"io.write_text({str(tmp_path / 'b.md')!r}, 'text')")
+    subprocess.run([sys.executable, "-c", code], check=True)
+    for name in ("a.json", "b.md"):
+        assert (tmp_path / name).stat().st_mode & 0o777 == mode
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.json", "b.md"]
